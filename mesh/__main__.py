@@ -1,0 +1,5 @@
+"""``python -m mesh`` runs the ``meshnode`` command."""
+
+from .cli import main
+
+main()

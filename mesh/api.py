@@ -1,0 +1,185 @@
+"""The node's local HTTP API: what the CLI (and scripts) talk to.
+
+Starlette routes served by Hypercorn's trio worker, so the API runs inside the
+node's own trio loop. It listens on 127.0.0.1 by default; the actual address
+(port 0 picks a free one) is written to ``api.addr`` in the data dir, where the
+client commands find it. Bodies are JSON, except ``/infer`` which carries
+tensors as msgpack.
+
+Errors: a ``MeshError`` becomes ``{"error": "<one line>"}`` with 400 (bad
+request), 404 (unknown thing) or 503 (the mesh cannot do it right now); the
+node keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from consensus import ConsensusError, ConsensusUnavailable
+from crdt.errors import MeshError
+from inference import InvalidInput, decode_tensors, encode_tensors
+
+from .config import API_ADDR_FILE
+from .wire import pack, unpack
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("meshnode.api")
+
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _error(exc: Exception) -> JSONResponse:
+    status = 400
+    if isinstance(exc, ConsensusUnavailable):
+        status = 503
+    elif isinstance(exc, ConsensusError):
+        status = 409
+    elif isinstance(exc, InvalidInput):
+        status = 400
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = await request.json()
+    except Exception as exc:
+        raise MeshError(f"api: request body is not JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise MeshError("api: request body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str, kind: type = str) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        raise MeshError(f"api: field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def build_app(node: "Node") -> Starlette:
+    """The ASGI app for one node."""
+
+    def guarded(fn):
+        async def endpoint(request: Request):
+            try:
+                return await fn(request)
+            except MeshError as exc:
+                return _error(exc)
+
+        return endpoint
+
+    async def status(request: Request):
+        return JSONResponse(node.status())
+
+    async def peers(request: Request):
+        return JSONResponse(node.peer_list())
+
+    async def config_set(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.config.set(_field(body, "key"), body.get("value")))
+
+    async def config_get(request: Request):
+        key = request.query_params.get("key", "")
+        entry = await node.config.entry(key)
+        if entry is None:
+            return JSONResponse({"error": f"config: key {key!r} is not set"}, status_code=404)
+        return JSONResponse({"key": key, **entry})
+
+    async def state_put(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.state.put(_field(body, "key"), body.get("value")))
+
+    async def state_get(request: Request):
+        key = request.query_params.get("key", "")
+        entry = node.state.get(key)
+        if entry is None:
+            return JSONResponse({"error": f"crdt: key {key!r} is not set on this node"}, status_code=404)
+        return JSONResponse(entry)
+
+    async def state_list(request: Request):
+        return JSONResponse(node.state.list(request.query_params.get("prefix", "")))
+
+    async def model_add(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.add_model(_field(body, "name"), _field(body, "path")))
+
+    async def model_list(request: Request):
+        models = await node.cluster_models()
+        loaded = set(node.runtime.loaded())
+        return JSONResponse([
+            {"name": r.name, "sha256": r.sha256, "size": r.size, "origin": r.origin, "loaded_here": r.name in loaded}
+            for r in models.values()
+        ])
+
+    async def infer(request: Request):
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise MeshError(f"api: request of {len(raw)} bytes is over the {MAX_BODY}-byte limit")
+        body = unpack(raw)
+        if not isinstance(body, dict):
+            raise MeshError("api: infer body must be a map")
+        model = _field(body, "model")
+        inputs = decode_tensors(body.get("inputs"), max_bytes=MAX_BODY)
+        result = await node.infer(model, inputs, timeout=float(body.get("timeout", 30.0)))
+        reply = {
+            "outputs": encode_tensors(result.outputs),
+            "ran_on": result.ran_on,
+            "ran_on_name": result.ran_on_name,
+            "elapsed_ms": result.elapsed_ms,
+            "offloaded": result.offloaded,
+        }
+        return Response(pack(reply), media_type="application/msgpack")
+
+    routes = [
+        Route("/status", guarded(status)),
+        Route("/peers", guarded(peers)),
+        Route("/config/set", guarded(config_set), methods=["POST"]),
+        Route("/config/get", guarded(config_get)),
+        Route("/state/put", guarded(state_put), methods=["POST"]),
+        Route("/state/get", guarded(state_get)),
+        Route("/state/list", guarded(state_list)),
+        Route("/models/add", guarded(model_add), methods=["POST"]),
+        Route("/models", guarded(model_list)),
+        Route("/infer", guarded(infer), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+async def serve_api(node: "Node", *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the API until cancelled; ``task_status.started(addr)`` once bound."""
+    host, port = node.settings.api_host_port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise MeshError(f"api: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    actual = f"{host}:{sock.getsockname()[1]}"
+    cfg = HypercornConfig()
+    cfg.bind = [f"fd://{sock.detach()}"]
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("meshnode.api.server")
+    cfg.graceful_timeout = 1.0
+    addr_file: Path = node.data_dir / API_ADDR_FILE
+    addr_file.write_text(actual + "\n")
+    try:
+        shutdown = trio.Event()
+        task_status.started(actual)
+        await serve(build_app(node), cfg, shutdown_trigger=shutdown.wait)
+    finally:
+        addr_file.unlink(missing_ok=True)

@@ -1,0 +1,372 @@
+"""The ``meshnode`` command: a thin shell over the node and its local API.
+
+Each client verb makes one API call, prints a small table by default or one
+JSON document with ``--json``, and exits non-zero with a one-line reason on
+failure. Built on click (well kept, composable groups, typed options and
+choices with clear usage errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from crdt.errors import MeshError
+
+from .config import IDENTITY_FILE, MESH_KEY_FILE, NODE_FILE, TIERS, Config, ConfigError, read_mesh_key, write_secret
+
+
+def default_home() -> str:
+    """``$MESHNODE_HOME``, else ``~/.meshnode``."""
+    return os.environ.get("MESHNODE_HOME") or str(Path.home() / ".meshnode")
+
+
+def fail(message: str) -> None:
+    """Print one line to stderr and exit 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def reports_errors(fn: Callable) -> Callable:
+    """Turn our errors into a one-line message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MeshError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def data_dir_option(fn: Callable) -> Callable:
+    """``-d/--data-dir`` and ``--json`` for every client verb."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
+    return click.option(
+        "-d", "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=default_home,
+        show_default="$MESHNODE_HOME or ~/.meshnode", help="The node's data directory.",
+    )(fn)
+
+
+def client_for(data_dir: Path):
+    """A client for the node running in ``data_dir``."""
+    from .client import Client
+
+    return Client(data_dir)
+
+
+def emit(doc: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    """JSON or the human rendering."""
+    click.echo(json.dumps(doc, indent=2, default=str) if as_json else render(doc))
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain text table of ``rows`` with (key, title) columns."""
+    if not rows:
+        return "(none)"
+    cells = [[str(r.get(k, "")) if r.get(k) is not None else "-" for k, _ in columns] for r in rows]
+    widths = [max(len(t), *(len(c[i]) for c in cells)) for i, (_, t) in enumerate(columns)]
+    lines = ["  ".join(t.ljust(w) for (_, t), w in zip(columns, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """JSON when ``text`` is valid JSON, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshnode")
+def main() -> None:
+    """meshnode: a self-organizing peer-to-peer mesh for edge AI."""
+
+
+# -- init / run -------------------------------------------------------------------
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Node name (default: the directory name).")
+@click.option("--tier", type=click.Choice(TIERS), default="edge", show_default=True)
+@click.option("--capability", "capabilities", multiple=True, help="A capability tag; repeatable.")
+@click.option("--location", default="", help="Where the node is (room, site, region).")
+@click.option("--listen", default="/ip4/127.0.0.1/tcp/0", show_default=True, help="libp2p listen multiaddr; port 0 picks one.")
+@click.option("--api", default="127.0.0.1:0", show_default=True, help="HOST:PORT of the local HTTP API.")
+@click.option("--join", "joins", multiple=True, help="Address of a mesh member to join; repeatable.")
+@click.option("--mesh-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Copy this mesh's key (its mesh.key file); without it a new mesh is created.")
+@click.option("--raft-port", type=int, default=0, show_default=True, help="Raft TCP port; 0 picks one.")
+@reports_errors
+def init(data_dir: Path, name, tier, capabilities, location, listen, api, joins, mesh_key, raft_port) -> None:
+    """Create a node's data directory: node.yaml, identity key and mesh key."""
+    from .host import new_identity_seed, peer_id_from_seed
+
+    if (data_dir / NODE_FILE).exists():
+        raise ConfigError(f"init: {data_dir} already holds a node ({NODE_FILE} exists)")
+    psk = read_mesh_key(mesh_key) if mesh_key else os.urandom(32).hex()
+    raw = {
+        "name": name or data_dir.resolve().name, "tier": tier, "capabilities": list(capabilities),
+        "location": location, "listen": listen, "api": api, "join": list(joins),
+        "raft": {"port": raft_port},
+    }
+    cfg = Config.from_dict(raw, data_dir=data_dir, source="init options")
+    host = cfg.listen_host
+    parts = cfg.listen.split("/")
+    if parts[4] == "0":
+        parts[4] = str(_free_port(host))
+    lport = int(parts[4])
+    rport = raft_port or _free_port(host)
+    while rport == lport:
+        rport = _free_port(host)
+    cfg = Config.from_dict({**raw, "listen": "/".join(parts), "raft": {"port": rport}}, data_dir=data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    seed = new_identity_seed()
+    write_secret(data_dir / IDENTITY_FILE, seed)
+    if not (data_dir / MESH_KEY_FILE).exists():
+        write_secret(data_dir / MESH_KEY_FILE, (psk + "\n").encode())
+    cfg.save()
+    peer_id = peer_id_from_seed(seed)
+    click.echo(f"initialised {data_dir} ({'joined mesh' if mesh_key else 'new mesh'})")
+    click.echo(f"peer id: {peer_id}")
+    click.echo(f"join address: {cfg.listen}/p2p/{peer_id}")
+    click.echo(f"mesh key: {data_dir / MESH_KEY_FILE} (give it to nodes that join with --mesh-key)")
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@reports_errors
+def run(data_dir: Path, verbose: bool) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM."""
+    import trio
+
+    cfg = Config.load(data_dir)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s {cfg.name} %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("libp2p", "hypercorn", "pysyncobj"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+    async def _main() -> None:
+        from .node import Node
+
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with Node.start(cfg) as node:
+                click.echo(f"meshnode {cfg.name} running: peer {node.peer_id}, api http://{node.api_addr}", err=True)
+                async for signum in signals:
+                    logging.getLogger("meshnode").info("received %s; shutting down", signal.Signals(signum).name)
+                    break
+
+    trio.run(_main)
+    click.echo(f"meshnode {cfg.name} stopped", err=True)
+
+
+# -- status / peers ---------------------------------------------------------------
+
+
+@main.command()
+@data_dir_option
+@reports_errors
+def status(data_dir: Path, as_json: bool) -> None:
+    """Show this node and its Raft view."""
+    doc = client_for(data_dir).get("/status")
+
+    def render(d: dict) -> str:
+        r = d["raft"]
+        return "\n".join([
+            f"peer id   {d['peer_id']}",
+            f"name      {d['name']} ({d['tier']})",
+            f"raft      {r['role']}, term {r['term']}, leader {r.get('leader_name') or r.get('leader') or '-'}",
+            f"api       {d['api']}",
+            f"models    {', '.join(d['models']) or '-'}",
+            f"sensors   {d['sensors']['keys']} keys",
+        ])
+
+    emit(doc, as_json, render)
+
+
+@main.command()
+@data_dir_option
+@reports_errors
+def peers(data_dir: Path, as_json: bool) -> None:
+    """List the peers this node knows."""
+    doc = client_for(data_dir).get("/peers")
+    emit(doc, as_json, lambda rows: table(rows, [("name", "NAME"), ("tier", "TIER"), ("state", "STATE"),
+                                                 ("peer_id", "PEER ID"), ("addr", "ADDRESS")]))
+
+
+# -- config ------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Mesh-wide settings, agreed through Raft."""
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@data_dir_option
+@reports_errors
+def config_set(key: str, value: str, data_dir: Path, as_json: bool) -> None:
+    """Commit KEY = VALUE (JSON if valid JSON, else a string)."""
+    doc = client_for(data_dir).post("/config/set", {"key": key, "value": parse_value(value)})
+    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])} (revision {d['revision']})")
+
+
+@config.command("get")
+@click.argument("key")
+@data_dir_option
+@reports_errors
+def config_get(key: str, data_dir: Path, as_json: bool) -> None:
+    """Read KEY (linearizable: through the Raft log)."""
+    doc = client_for(data_dir).get("/config/get", key=key)
+    emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
+
+
+# -- sensor state ------------------------------------------------------------------
+
+
+@main.group()
+def state() -> None:
+    """Sensor state: CRDT entries that sync between nodes and work offline."""
+
+
+@state.command("put")
+@click.argument("key")
+@click.argument("value")
+@data_dir_option
+@reports_errors
+def state_put(key: str, value: str, data_dir: Path, as_json: bool) -> None:
+    """Write KEY = VALUE; durable on this node when the command returns."""
+    doc = client_for(data_dir).post("/state/put", {"key": key, "value": parse_value(value)})
+    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])}")
+
+
+@state.command("get")
+@click.argument("key")
+@data_dir_option
+@reports_errors
+def state_get(key: str, data_dir: Path, as_json: bool) -> None:
+    """Read KEY on this node."""
+    doc = client_for(data_dir).get("/state/get", key=key)
+    emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
+
+
+@state.command("list")
+@click.argument("prefix", default="")
+@data_dir_option
+@reports_errors
+def state_list(prefix: str, data_dir: Path, as_json: bool) -> None:
+    """List entries whose key starts with PREFIX."""
+    doc = client_for(data_dir).get("/state/list", prefix=prefix)
+    rows = [dict(r, value=json.dumps(r["value"])) for r in doc]
+    emit(doc, as_json, lambda _: table(rows, [("key", "KEY"), ("value", "VALUE"), ("writer", "WRITER")]))
+
+
+# -- models and inference ----------------------------------------------------------
+
+
+@main.group()
+def model() -> None:
+    """The model registry."""
+
+
+@model.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@data_dir_option
+@reports_errors
+def model_add(name: str, file: Path, data_dir: Path, as_json: bool) -> None:
+    """Register FILE.onnx as NAME; every node gets a copy over the mesh."""
+    doc = client_for(data_dir).post("/models/add", {"name": name, "path": str(file.resolve())})
+    emit(doc, as_json, lambda d: f"registered {d['name']} ({d['size']} bytes, sha256 {d['sha256'][:16]}…)")
+
+
+@model.command("list")
+@data_dir_option
+@reports_errors
+def model_list(data_dir: Path, as_json: bool) -> None:
+    """List registered models."""
+    doc = client_for(data_dir).get("/models")
+    emit(doc, as_json, lambda rows: table(rows, [("name", "NAME"), ("size", "BYTES"),
+                                                 ("loaded_here", "LOADED HERE"), ("sha256", "SHA256")]))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An .npz file with one array per model input.")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the outputs to this .npz file.")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+@data_dir_option
+@reports_errors
+def infer(name: str, input_file: Path, output_file: Path | None, timeout: float, data_dir: Path, as_json: bool) -> None:
+    """Run model NAME here or on a peer with spare capacity."""
+    import numpy as np
+
+    from inference import decode_tensors, encode_tensors
+
+    try:
+        with np.load(input_file, allow_pickle=False) as npz:
+            inputs = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise MeshError(f"infer: {input_file} is not a readable .npz file ({exc})") from exc
+    reply = client_for(data_dir).post_msgpack("/infer", {"model": name, "inputs": encode_tensors(inputs),
+                                                         "timeout": timeout})
+    outputs = decode_tensors(reply["outputs"])
+    if output_file:
+        np.savez(output_file, **outputs)
+    doc = {
+        "model": name, "ran_on": reply["ran_on"], "ran_on_name": reply["ran_on_name"],
+        "offloaded": reply["offloaded"], "elapsed_ms": round(reply["elapsed_ms"], 3),
+        "outputs": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in outputs.items()},
+        "output_file": str(output_file) if output_file else None,
+    }
+
+    def render(d: dict) -> str:
+        where = f"{d['ran_on_name']} ({'offloaded' if d['offloaded'] else 'local'})"
+        shapes = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in d["outputs"].items())
+        return f"ran on {where} in {d['elapsed_ms']:.2f} ms: {shapes}"
+
+    emit(doc, as_json, render)
+
+
+# -- demo --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--nodes", type=click.IntRange(2, 9), default=3, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the temp directories for inspection.")
+@reports_errors
+def demo(nodes: int, keep: bool) -> None:
+    """Start a local mesh, show it working on a bundled model, clean up."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(nodes, keep=keep))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""A blocking client for a running node's local HTTP API (used by the CLI).
+
+It finds the node through ``api.addr`` in the data dir. Every failure is a
+``ClientError`` with one line saying what is wrong: no node running there, the
+node refused the request (its own error message), or the node did not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from crdt.errors import MeshError
+
+from .config import API_ADDR_FILE, NODE_FILE
+from .wire import pack, unpack
+
+
+class ClientError(MeshError):
+    """A client command failed; the message is the one line to show."""
+
+
+class Client:
+    """Talks to the node running in ``data_dir``."""
+
+    def __init__(self, data_dir: str | Path, timeout: float = 30.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.timeout = timeout
+        self.base = self._find()
+
+    def _find(self) -> str:
+        if not (self.data_dir / NODE_FILE).exists():
+            raise ClientError(f"client: {self.data_dir} is not a meshnode data dir (no {NODE_FILE}); "
+                              f"create one with `meshnode init {self.data_dir}`")
+        addr_file = self.data_dir / API_ADDR_FILE
+        if not addr_file.exists():
+            raise ClientError(f"client: no node is running in {self.data_dir} "
+                              f"(start it with `meshnode run {self.data_dir}`)")
+        return f"http://{addr_file.read_text().strip()}"
+
+    def _request(self, method: str, path: str, *, body: bytes | None = None,
+                 content_type: str = "application/json") -> tuple[bytes, str]:
+        req = urllib.request.Request(self.base + path, data=body, method=method)
+        if body is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                message = json.loads(payload)["error"]
+            except Exception:
+                message = f"HTTP {exc.code}: {payload[:200]!r}"
+            raise ClientError(message) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"client: no node answers in {self.data_dir} at {self.base} ({reason}); "
+                              f"is `meshnode run {self.data_dir}` running?") from None
+
+    def get(self, path: str, **params: str) -> Any:
+        """GET a JSON document."""
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        data, _ = self._request("GET", path + query)
+        return json.loads(data)
+
+    def post(self, path: str, body: dict) -> Any:
+        """POST a JSON object, return the JSON answer."""
+        data, _ = self._request("POST", path, body=json.dumps(body).encode())
+        return json.loads(data)
+
+    def post_msgpack(self, path: str, body: dict) -> Any:
+        """POST msgpack (tensors), return the decoded msgpack answer."""
+        data, _ = self._request("POST", path, body=pack(body), content_type="application/msgpack")
+        return unpack(data)

@@ -1,0 +1,182 @@
+"""A local cluster of real ``meshnode`` processes (demo, tests, benchmarks, chaos).
+
+Each node gets its own data dir under one root, is created with ``meshnode
+init`` and runs as ``python -m mesh run DIR`` in its own process. The cluster
+ends only the processes it started, by their pid, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from crdt.errors import MeshError
+
+from .client import Client, ClientError
+from .config import API_ADDR_FILE, MESH_KEY_FILE
+
+
+def meshnode_cmd(*args: str) -> list[str]:
+    """argv running the meshnode CLI with this interpreter."""
+    return [sys.executable, "-m", "mesh", *args]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (MeshError, OSError, KeyError, ValueError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise MeshError(f"cluster: timed out after {timeout:g} s waiting for {what}"
+                    + (f" (last error: {last_error})" if last_error else ""))
+
+
+@dataclass
+class LocalNode:
+    """One node of the cluster: its dir, its process and a client."""
+
+    name: str
+    data_dir: Path
+    peer_id: str = ""
+    join_addr: str = ""
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def client(self, timeout: float = 30.0) -> Client:
+        """A client for this node's API."""
+        return Client(self.data_dir, timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether our process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+
+class LocalCluster:
+    """Creates, starts and stops local nodes under ``root``."""
+
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.nodes: list[LocalNode] = []
+        self.env = dict(os.environ, **(env or {}))
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+
+    def init_node(self, name: str, *, tier: str = "edge", capabilities: tuple[str, ...] = (),
+                  location: str = "", join: bool = True, extra_args: tuple[str, ...] = ()) -> LocalNode:
+        """``meshnode init`` a node; it joins the first node unless it is the first."""
+        data_dir = self.root / name
+        args = ["init", str(data_dir), "--name", name, "--tier", tier, *extra_args]
+        for cap in capabilities:
+            args += ["--capability", cap]
+        if location:
+            args += ["--location", location]
+        if self.nodes and join:
+            first = self.nodes[0]
+            args += ["--join", first.join_addr, "--mesh-key", str(first.data_dir / MESH_KEY_FILE)]
+        out = subprocess.run(meshnode_cmd(*args), capture_output=True, text=True, env=self.env, timeout=60)
+        if out.returncode != 0:
+            raise MeshError(f"cluster: init {name} failed: {out.stderr.strip() or out.stdout.strip()}")
+        fields = dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
+        node = LocalNode(name=name, data_dir=data_dir, peer_id=fields["peer id"], join_addr=fields["join address"])
+        self.nodes.append(node)
+        return node
+
+    def start(self, node: LocalNode) -> None:
+        """Start ``meshnode run`` for ``node`` (logs to ``<root>/<name>.log``)."""
+        if node.running:
+            return
+        (node.data_dir / API_ADDR_FILE).unlink(missing_ok=True)
+        node.log_path = self.root / f"{node.name}.log"
+        log = open(node.log_path, "ab")
+        node.proc = subprocess.Popen(
+            meshnode_cmd("run", str(node.data_dir)), stdout=log, stderr=subprocess.STDOUT,
+            env=self.env, start_new_session=True,
+        )
+        log.close()
+
+    def wait_api(self, node: LocalNode, timeout: float = 60.0) -> None:
+        """Wait until the node's API answers."""
+
+        def ready() -> bool:
+            if not node.running:
+                raise MeshError(f"cluster: {node.name} exited with {node.proc.returncode}; see {node.log_path}")
+            return bool(node.client(timeout=2).get("/status"))
+
+        wait_for(ready, timeout, f"{node.name}'s API")
+
+    def start_all(self, timeout: float = 60.0) -> None:
+        """Start every node and wait for each API."""
+        for node in self.nodes:
+            self.start(node)
+        for node in self.nodes:
+            self.wait_api(node, timeout)
+
+    def stop(self, node: LocalNode, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
+        if node.proc is None:
+            return None
+        if node.proc.poll() is None:
+            node.proc.send_signal(sig)
+            try:
+                node.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
+        code = node.proc.returncode
+        node.proc = None
+        return code
+
+    def stop_all(self) -> None:
+        """Stop every node we started."""
+        for node in self.nodes:
+            self.stop(node)
+
+    def wait_mesh(self, timeout: float = 60.0) -> None:
+        """Wait until every running node sees every other running node alive."""
+        live = [n for n in self.nodes if n.running]
+
+        def formed() -> bool:
+            for node in live:
+                seen = {p["peer_id"] for p in node.client(timeout=2).get("/peers") if p["state"] == "alive"}
+                if not {n.peer_id for n in live if n is not node} <= seen:
+                    return False
+            return True
+
+        wait_for(formed, timeout, "every node to see every other", interval=0.2)
+
+    def wait_leader(self, timeout: float = 60.0) -> str:
+        """Wait until every running voter agrees on one leader; returns its peer id."""
+        live = [n for n in self.nodes if n.running]
+
+        def agreed() -> str | None:
+            leaders = set()
+            for node in live:
+                raft = node.client(timeout=2).get("/status")["raft"]
+                if raft["role"] == "forwarder":
+                    continue
+                leaders.add(raft["leader"])
+            return leaders.pop() if len(leaders) == 1 and None not in leaders else None
+
+        return wait_for(agreed, timeout, "one agreed Raft leader", interval=0.2)
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+__all__ = ["ClientError", "LocalCluster", "LocalNode", "meshnode_cmd", "wait_for"]

@@ -1,0 +1,178 @@
+"""A node's configuration: ``node.yaml`` in its data dir, validated as one tree.
+
+Validation is pydantic v2: every field has a type, a default and a reason; a bad
+file fails with one line naming the field (``config: node.yaml: tier: must be
+one of device, edge, cloud``), never a traceback.
+
+Besides ``node.yaml`` a data dir holds ``identity.key`` (the ed25519 seed that
+fixes the peer id, mode 0600), ``mesh.key`` (the mesh's pre-shared key, hex,
+mode 0600), the Raft journal, the sensor-state SQLite file and the model files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crdt.errors import MeshError
+
+NODE_FILE = "node.yaml"
+IDENTITY_FILE = "identity.key"
+MESH_KEY_FILE = "mesh.key"
+API_ADDR_FILE = "api.addr"
+
+Tier = Literal["device", "edge", "cloud"]
+TIERS = ("device", "edge", "cloud")
+_HOSTPORT = re.compile(r"^(?P<host>[^:\s]+):(?P<port>\d{1,5})$")
+
+
+class ConfigError(MeshError):
+    """``node.yaml`` or another data-dir file is missing or malformed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RaftSettings(_Section):
+    """Raft (pysyncobj) settings."""
+
+    port: int = Field(0, ge=0, le=65535, description="TCP port of pysyncobj's own channel; 0 = pick at init")
+    voters: Literal[3, 5] = Field(3, description="how many voters the mesh keeps; the rest forward")
+    write_timeout: float = Field(3.0, gt=0, le=60, description="seconds a write may wait for a majority")
+
+
+class InferenceSettings(_Section):
+    """Local inference settings."""
+
+    max_queue: int = Field(4, ge=0, le=10_000, description="requests queued here before offloading to a peer")
+    workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
+    providers: list[str] = Field(default_factory=list, description="execution providers; empty = best available")
+
+
+class SyncSettings(_Section):
+    """Sensor-state anti-entropy settings."""
+
+    interval: float = Field(0.5, gt=0, le=60, description="seconds between digest exchanges with each peer")
+
+
+class Config(_Section):
+    """One node's validated configuration."""
+
+    name: str = Field(..., min_length=1, max_length=64, description="human name shown in peers and status")
+    tier: Tier = Field("edge", description="device, edge or cloud: what this machine is")
+    capabilities: list[str] = Field(default_factory=list, description="free-form tags (camera, gpu, …)")
+    location: str = Field("", max_length=128, description="where the node is (zone for zone-only keys later)")
+    listen: str = Field("/ip4/127.0.0.1/tcp/0", description="libp2p listen multiaddr; port fixed at init")
+    api: str = Field("127.0.0.1:0", description="HOST:PORT of the local HTTP API; port 0 = any free port")
+    join: list[str] = Field(default_factory=list, description="peer addresses to join (…/p2p/PEER_ID)")
+    raft: RaftSettings = Field(default_factory=RaftSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    data_dir: Path = Field(Path("."), exclude=True, description="where this node keeps its files")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if not re.match(r"^/ip[46]/[^/]+/tcp/\d{1,5}$", value):
+            raise ValueError("must look like /ip4/HOST/tcp/PORT")
+        return value
+
+    @field_validator("api")
+    @classmethod
+    def _check_api(cls, value: str) -> str:
+        match = _HOSTPORT.match(value)
+        if not match or int(match["port"]) > 65535:
+            raise ValueError("must look like HOST:PORT")
+        return value
+
+    @field_validator("join")
+    @classmethod
+    def _check_join(cls, value: list[str]) -> list[str]:
+        for addr in value:
+            if "/p2p/" not in addr or not addr.startswith("/ip"):
+                raise ValueError(f"{addr!r} must look like /ip4/HOST/tcp/PORT/p2p/PEER_ID")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        """The IP address in ``listen``."""
+        return self.listen.split("/")[2]
+
+    @property
+    def api_host_port(self) -> tuple[str, int]:
+        """``api`` split into host and port."""
+        host, port = self.api.rsplit(":", 1)
+        return host, int(port)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Config":
+        """Load a data dir (or its ``node.yaml``), with a one-line error on any problem."""
+        path = Path(path)
+        file = path if path.suffix in (".yaml", ".yml") else path / NODE_FILE
+        data_dir = file.parent
+        if not file.exists():
+            raise ConfigError(f"config: {file} does not exist (create it with `meshnode init {data_dir}`)")
+        try:
+            raw = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {file} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: {file} must be a mapping of fields, got {type(raw).__name__}")
+        return cls.from_dict(raw, data_dir=data_dir, source=str(file))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, data_dir: Path, source: str = NODE_FILE) -> "Config":
+        """Validate a dict as a config; errors name the field."""
+        try:
+            return cls.model_validate({**raw, "data_dir": data_dir})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            raise ConfigError(f"config: {source}: {where}: {msg}") from exc
+
+    def to_yaml(self) -> str:
+        """The ``node.yaml`` text for this config."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude={"data_dir"}), sort_keys=False)
+
+    def save(self) -> None:
+        """Write ``node.yaml`` into the data dir."""
+        (self.data_dir / NODE_FILE).write_text(self.to_yaml())
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create a file only its owner can read (mode 0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def read_identity(data_dir: Path) -> bytes:
+    """The node's ed25519 seed; refuses a missing, short or world-readable file."""
+    path = data_dir / IDENTITY_FILE
+    if not path.exists():
+        raise ConfigError(f"config: {path} is missing (create the node with `meshnode init`)")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"config: {path} is readable by others; run `chmod 600 {path}`")
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise ConfigError(f"config: {path} must hold a 32-byte ed25519 seed, found {len(seed)} bytes")
+    return seed
+
+
+def read_mesh_key(path: Path) -> str:
+    """A mesh key file: 64 hex characters (32 bytes)."""
+    if not path.exists():
+        raise ConfigError(f"config: mesh key {path} is missing")
+    text = path.read_text().strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise ConfigError(f"config: {path} is not a mesh key (expected 64 hex characters)")
+    return text.lower()

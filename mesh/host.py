@@ -1,0 +1,293 @@
+"""The libp2p host: the only module that imports py-libp2p.
+
+It gives the rest of the mesh a small surface — listen, dial, open a stream,
+serve a protocol, hear about connections — and hides py-libp2p's sharp edges
+(see ``shared/DEPENDENCY-NOTES.md``):
+
+* Noise is the only security transport offered (py-libp2p offers plaintext and
+  secio too unless told otherwise), Yamux the only muxer, and every connection
+  is wrapped in the mesh's private-network PSK, so a node without the mesh key
+  cannot even finish the handshake.
+* ``max_connections_per_peer=1`` avoids the 250 ms "happy eyeballs" dial wait.
+* Health monitoring is on so a hung (SIGSTOPped) peer is noticed in seconds.
+* Writes are shielded from cancellation: a deadline that fires mid-frame would
+  corrupt the whole Yamux connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import multiaddr
+import trio
+
+from crdt.errors import MeshError
+
+# py-libp2p eagerly wires QUIC and friends; silence its chatter about the
+# addresses of peers it has not identified yet.
+logging.getLogger("root").setLevel(logging.ERROR)
+
+from libp2p import new_host  # noqa: E402
+from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair  # noqa: E402
+from libp2p.custom_types import TProtocol  # noqa: E402
+from libp2p.network.config import ConnectionConfig  # noqa: E402
+from libp2p.peer.id import ID  # noqa: E402
+from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
+from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+
+log = logging.getLogger("meshnode.host")
+
+IDENTITY_SEED_BYTES = 32
+DIAL_TIMEOUT = 3.0
+
+
+class DialError(MeshError):
+    """A peer could not be reached or refused the handshake."""
+
+
+def new_identity_seed() -> bytes:
+    """Fresh ed25519 identity seed (32 bytes) for a new node."""
+    return os.urandom(IDENTITY_SEED_BYTES)
+
+
+def peer_id_from_seed(seed: bytes) -> str:
+    """The libp2p peer id (base58) that an ed25519 identity seed yields."""
+    return ID.from_pubkey(create_new_key_pair(seed).public_key).to_base58()
+
+
+def split_peer_addr(addr: str) -> tuple[str, str]:
+    """Split ``/ip4/…/tcp/…/p2p/<id>`` into (transport address, peer id)."""
+    try:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:
+        raise MeshError(
+            f"mesh: {addr!r} is not a peer address; expected /ip4/HOST/tcp/PORT/p2p/PEER_ID"
+        ) from exc
+    return str(info.addrs[0]) if info.addrs else "", info.peer_id.to_base58()
+
+
+def parse_multiaddr(addr: str) -> multiaddr.Multiaddr:
+    """Parse a multiaddr, turning the library's error into ours."""
+    try:
+        return multiaddr.Multiaddr(addr)
+    except Exception as exc:
+        raise MeshError(f"mesh: {addr!r} is not a valid multiaddr ({exc})") from exc
+
+
+class Stream:
+    """A libp2p stream seen from the mesh: read, shielded write, close."""
+
+    __slots__ = ("_raw", "peer_id")
+
+    def __init__(self, raw, peer_id: str) -> None:
+        self._raw = raw
+        self.peer_id = peer_id
+
+    async def receive_some(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes``; ``b""`` once the peer closed or reset the stream."""
+        try:
+            return await self._raw.read(max_bytes)
+        except Exception:  # StreamEOF, StreamReset, connection gone: all mean "no more".
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        """Write every byte; never interrupted half-way by a cancel (see module doc)."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._raw.write(data)
+            except Exception as exc:
+                raise DialError(f"mesh: stream to {self.peer_id} broke: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close our side; errors on an already broken stream are ignored."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._raw.close()
+            except Exception:
+                pass
+
+    async def reset(self) -> None:
+        """Abort the stream (used after a peer sent garbage)."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._raw.reset()
+            except Exception:
+                pass
+
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+PeerEvent = Callable[[str, bool], None]
+
+
+class _Notifee:
+    """Forwards py-libp2p connection events as (peer_id, connected) hints."""
+
+    def __init__(self, on_event: PeerEvent) -> None:
+        self._on_event = on_event
+
+    async def connected(self, network, conn) -> None:
+        self._on_event(conn.muxed_conn.peer_id.to_base58(), True)
+
+    async def disconnected(self, network, conn) -> None:
+        self._on_event(conn.muxed_conn.peer_id.to_base58(), False)
+
+    async def opened_stream(self, network, stream) -> None:
+        return None
+
+    async def closed_stream(self, network, stream) -> None:
+        return None
+
+    async def listen(self, network, addr) -> None:
+        return None
+
+    async def listen_close(self, network, addr) -> None:
+        return None
+
+
+class _HandshakeLog(logging.Handler):
+    """Turns py-libp2p's hidden upgrade failures into one clear line of ours.
+
+    py-libp2p swallows failed inbound handshakes at debug level; a peer with a
+    different mesh key fails exactly there, and the operator needs to see why.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        lowered = text.lower()
+        if ("upgrade" in lowered or "handshake" in lowered or "secur" in lowered) and (
+            "fail" in lowered or "error" in lowered
+        ):
+            log.warning(
+                "mesh: refused a connection: security handshake failed (%s) — "
+                "a peer with a different mesh key, or not a meshnode at all",
+                text.splitlines()[0][:200],
+            )
+
+
+class Host:
+    """A running libp2p host with the mesh's identity and key."""
+
+    def __init__(self, *, seed: bytes, psk_hex: str, listen: str, on_peer_event: PeerEvent) -> None:
+        if len(psk_hex) != 64:
+            raise MeshError("mesh: the mesh key must be 32 bytes (64 hex characters)")
+        self._listen = parse_multiaddr(listen)
+        key_pair = create_new_key_pair(seed)
+        security = {
+            NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
+        }
+        self._host = new_host(
+            key_pair=key_pair,
+            sec_opt=security,
+            psk=psk_hex,
+            muxer_preference="YAMUX",
+            connection_config=ConnectionConfig(
+                max_connections_per_peer=1,
+                dial_timeout=DIAL_TIMEOUT,
+                outbound_upgrade_timeout=DIAL_TIMEOUT,
+                inbound_upgrade_timeout=DIAL_TIMEOUT,
+                enable_health_monitoring=True,
+                health_check_interval=2.0,
+                ping_timeout=1.0,
+            ),
+        )
+        self._host.get_network().register_notifee(_Notifee(on_peer_event))
+        self.peer_id: str = self._host.get_id().to_base58()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator["Host"]:
+        """Listen, yield while serving, shut the host down on exit."""
+        handler = _HandshakeLog(level=logging.DEBUG)
+        watched = [logging.getLogger(name) for name in ("libp2p.network.swarm", "libp2p.transport.upgrader")]
+        for lg in watched:
+            lg.addHandler(handler)
+            lg.setLevel(logging.DEBUG)
+            lg.propagate = False
+        try:
+            async with self._host.run([self._listen]):
+                yield self
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(3):
+                        await self._host.close()
+        finally:
+            for lg in watched:
+                lg.removeHandler(handler)
+
+    def addrs(self) -> list[str]:
+        """Addresses others dial us at, each ending in ``/p2p/<our id>``."""
+        out = []
+        for addr in self._host.get_addrs():
+            text = str(addr)
+            if "/p2p/" not in text:
+                text = f"{text}/p2p/{self.peer_id}"
+            out.append(text)
+        return out
+
+    def serve(self, protocol: str, handler: StreamHandler) -> None:
+        """Run ``handler`` for every inbound stream of ``protocol``."""
+
+        async def _on_stream(raw) -> None:
+            peer = raw.muxed_conn.peer_id.to_base58()
+            await handler(Stream(raw, peer))
+
+        self._host.set_stream_handler(TProtocol(protocol), _on_stream)
+
+    async def connect(self, addr: str) -> str:
+        """Dial a peer address; returns its verified peer id."""
+        try:
+            info = info_from_p2p_addr(parse_multiaddr(addr))
+        except MeshError:
+            raise
+        except Exception as exc:
+            raise DialError(f"mesh: {addr!r} has no /p2p/PEER_ID part") from exc
+        if info.peer_id.to_base58() == self.peer_id:
+            raise DialError(f"mesh: {addr} is this node itself")
+        try:
+            with trio.fail_after(DIAL_TIMEOUT + 1):
+                await self._host.connect(info)
+        except trio.TooSlowError as exc:
+            raise DialError(
+                f"mesh: no handshake with {addr} within {DIAL_TIMEOUT + 1:.0f} s "
+                "(down, or holding a different mesh key)"
+            ) from exc
+        except Exception as exc:
+            raise DialError(f"mesh: cannot connect to {addr}: {exc}") from exc
+        return info.peer_id.to_base58()
+
+    def add_addrs(self, peer_id: str, addrs: list[str]) -> None:
+        """Remember where a peer listens (learned from another peer)."""
+        pid = ID.from_base58(peer_id)
+        self._host.get_peerstore().add_addrs(pid, [parse_multiaddr(a) for a in addrs], 600)
+
+    async def open_stream(self, peer_id: str, protocol: str) -> Stream:
+        """A new stream to a connected (or dialable) peer."""
+        try:
+            with trio.fail_after(DIAL_TIMEOUT + 1):
+                raw = await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+        except trio.TooSlowError as exc:
+            raise DialError(f"mesh: opening a stream to {peer_id} timed out") from exc
+        except Exception as exc:
+            raise DialError(f"mesh: cannot open a stream to {peer_id}: {exc}") from exc
+        return Stream(raw, peer_id)
+
+    def is_connected(self, peer_id: str) -> bool:
+        """Whether libp2p holds a live connection to ``peer_id`` (a hint only)."""
+        conns = self._host.get_network().connections.get(ID.from_base58(peer_id))
+        return bool(conns)
+
+    def connected_peers(self) -> list[str]:
+        """Peer ids with a live connection."""
+        return [pid.to_base58() for pid, conns in self._host.get_network().connections.items() if conns]
+
+    async def disconnect(self, peer_id: str) -> None:
+        """Close every connection to ``peer_id``."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self._host.disconnect(ID.from_base58(peer_id))
+            except Exception:
+                pass

@@ -1,0 +1,679 @@
+"""The Node: one process, one trio loop, every subsystem wired together.
+
+Start-up order: libp2p host → RPC plane → sensor state → Raft (bootstrap, or
+join through a peer) → local HTTP API. Background tasks: the join loop (dial
+bootstrap addresses until connected, then ``hello``), the advert loop (load and
+peer exchange once a second), the sensor-sync driver, the model-sync loop
+(fetch registered model files from peers) and the Raft membership loop.
+
+Raft joins (pysyncobj dynamic membership): a new node asks a peer to
+``raft.join``; the request reaches the leader, which adds the node's Raft
+address to the cluster without waiting for the change to commit (the new voter
+must be running for a 2-node cluster to commit anything) and answers with the
+current voters, which the new node starts pysyncobj with. Once the mesh has
+``raft.voters`` voters, later nodes do not vote and send their commands to a
+voter over the mesh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+import trio
+
+from consensus import (
+    ConfigGet,
+    ConfigSet,
+    ConsensusError,
+    MemberAdd,
+    ModelRecord,
+    ModelRegister,
+    RaftLog,
+    decode_command,
+    encode_command,
+)
+from crdt.errors import MeshError, RemoteProtocolError
+from inference import (
+    ModelSpec,
+    PeerLoad,
+    Runtime,
+    choose_target,
+    decode_tensors,
+    encode_tensors,
+    read_model_spec,
+    validate_inputs,
+)
+
+from .config import Config, read_identity, read_mesh_key, MESH_KEY_FILE
+from .host import DialError, Host, split_peer_addr
+from .peers import Descriptor, Load, PeerTable
+from .rpc import RpcPlane
+from .sensors import SensorState
+
+log = logging.getLogger("meshnode.node")
+
+ADVERT_INTERVAL = 1.0
+JOIN_RETRY = 1.0
+MODEL_CHUNK = 1024 * 1024
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+
+
+def raft_password(psk_hex: str) -> str:
+    """pysyncobj's shared secret, derived from the mesh key (never the key itself)."""
+    return hashlib.sha256(b"meshnode/raft/1:" + bytes.fromhex(psk_hex)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferResult:
+    """What ``Node.infer`` returns."""
+
+    outputs: dict[str, np.ndarray]
+    ran_on: str
+    ran_on_name: str
+    elapsed_ms: float
+    offloaded: bool
+
+
+class ClusterConfig:
+    """``node.config``: the Raft-replicated key/value settings of the mesh."""
+
+    def __init__(self, node: "Node") -> None:
+        self._node = node
+
+    async def set(self, key: str, value: Any) -> dict:
+        """Commit ``key = value`` through Raft; returns once applied."""
+        return await self._node.submit(ConfigSet(key=key, value=value))
+
+    async def get(self, key: str) -> Any:
+        """Read ``key`` through the log (linearizable); None when unset."""
+        entry = await self._node.submit(ConfigGet(key=key))
+        return None if entry is None else entry["value"]
+
+    async def entry(self, key: str) -> dict | None:
+        """``{"value", "revision"}`` for ``key``, read through the log."""
+        return await self._node.submit(ConfigGet(key=key))
+
+
+class Node:
+    """A running meshnode. Create it with ``async with Node.start(config) as node``."""
+
+    def __init__(self, config: Config, nursery: trio.Nursery) -> None:
+        self.settings = config
+        self.data_dir = Path(config.data_dir)
+        self._nursery = nursery
+        self._psk = read_mesh_key(self.data_dir / MESH_KEY_FILE)
+        self.host = Host(
+            seed=read_identity(self.data_dir),
+            psk_hex=self._psk,
+            listen=config.listen,
+            on_peer_event=self._on_peer_event,
+        )
+        self.peer_id = self.host.peer_id
+        self.peers = PeerTable(self.peer_id)
+        self.rpc = RpcPlane(self.host, nursery)
+        self.state = SensorState(self.peer_id, self.data_dir / "sensors.sqlite", interval=config.sync.interval)
+        self.config = ClusterConfig(self)
+        self.runtime = Runtime(providers=config.inference.providers or None)
+        self.raft: RaftLog | None = None
+        self.raft_addr = f"{config.listen_host}:{config.raft.port}" if config.raft.port else ""
+        self._raft_dir = self.data_dir / "raft"
+        self._models_dir = self.data_dir / "models"
+        self._models_dir.mkdir(exist_ok=True)
+        self._workers = trio.CapacityLimiter(config.inference.workers)
+        self._queue = 0
+        self._fetching: set[str] = set()
+        self.started_at = time.time()
+        self.api_addr = ""
+        self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
+        self._routes()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def start(cls, config: Config, *, serve_api: bool = True) -> AsyncIterator["Node"]:
+        """Run a node for the duration of the ``async with`` block."""
+        async with trio.open_nursery() as nursery:
+            node = cls(config, nursery)
+            try:
+                async with node.host.running():
+                    await node._start_raft()
+                    await nursery.start(node.state.run, node._send_sync)
+                    nursery.start_soon(node._join_loop)
+                    nursery.start_soon(node._advert_loop)
+                    nursery.start_soon(node._model_loop)
+                    if serve_api:
+                        from .api import serve_api as _serve
+
+                        node.api_addr = await nursery.start(_serve, node)
+                    log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
+                    try:
+                        yield node
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                node._close()
+
+    def _close(self) -> None:
+        if self.raft is not None:
+            self.raft.close()
+        self.state.close()
+
+    # -- descriptor, peers ---------------------------------------------------------
+
+    def descriptor(self) -> Descriptor:
+        """What this node tells its peers about itself."""
+        cfg = self.settings
+        return Descriptor(
+            peer_id=self.peer_id,
+            name=cfg.name,
+            tier=cfg.tier,
+            capabilities=tuple(cfg.capabilities),
+            location=cfg.location,
+            addrs=tuple(self.host.addrs()),
+            raft_addr=self.raft_addr,
+        )
+
+    def _on_peer_event(self, peer: str, connected: bool) -> None:
+        self.peers.connection(peer, connected)
+        if not connected:
+            self.rpc.forget(peer)
+            self.state.peer_down(peer)
+
+    async def _hello(self, peer: str) -> None:
+        reply = await self.rpc.call(peer, "hello", self.descriptor().to_wire(), timeout=5)
+        self._learn(Descriptor.from_wire(reply))
+
+    def _learn(self, desc: Descriptor) -> None:
+        if self.peers.heard(desc, trio.current_time()):
+            log.info("peer %s (%s, %s) joined", desc.name, desc.peer_id, desc.tier)
+            self.state.peer_up(desc.peer_id)
+        if desc.addrs:
+            self.host.add_addrs(desc.peer_id, list(desc.addrs))
+
+    async def _join_loop(self) -> None:
+        """Keep dialling the configured join addresses; join Raft through them."""
+        targets = [split_peer_addr(a)[1] for a in self.settings.join]
+        while True:
+            for addr, peer in zip(self.settings.join, targets):
+                if peer == self.peer_id:
+                    continue
+                rec = self.peers.get(peer)
+                if rec is not None and rec.state(trio.current_time()) == "alive" and self.host.is_connected(peer):
+                    continue
+                try:
+                    await self.host.connect(addr)
+                    await self._hello(peer)
+                except MeshError as exc:
+                    log.warning("join: %s", exc)
+            if self.raft is None and self.peers.alive(trio.current_time()):
+                await self._try_raft_join()
+            await trio.sleep(JOIN_RETRY)
+
+    async def _advert_loop(self) -> None:
+        """Once a second: tell every live peer our load, and who we know (peer exchange)."""
+        while True:
+            now = trio.current_time()
+            known = [[r.descriptor.peer_id, list(r.descriptor.addrs)] for r in self.peers.alive(now)]
+            body = {
+                "desc": self.descriptor().to_wire(),
+                "load": {"queue": self._queue, "max_queue": self.settings.inference.max_queue,
+                         "models": self.runtime.loaded()},
+                "peers": known,
+            }
+            for rec in self.peers.records():
+                if self.host.is_connected(rec.descriptor.peer_id):
+                    self._nursery.start_soon(self._send_advert, rec.descriptor.peer_id, body)
+            await trio.sleep(ADVERT_INTERVAL)
+
+    async def _send_advert(self, peer: str, body: dict) -> None:
+        try:
+            with trio.move_on_after(2):
+                await self.rpc.notify(peer, "advert", body)
+        except MeshError:
+            pass
+
+    async def _on_advert(self, peer: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise RemoteProtocolError("mesh: advert must be a map")
+        desc = Descriptor.from_wire(body.get("desc"))
+        if desc.peer_id != peer:
+            raise RemoteProtocolError("mesh: advert descriptor names another peer")
+        self._learn(desc)
+        self.peers.set_load(peer, Load.from_wire(body.get("load")), trio.current_time())
+        known = body.get("peers", [])
+        if not isinstance(known, list):
+            raise RemoteProtocolError("mesh: advert peers must be a list")
+        for item in known[:256]:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                continue
+            other, addrs = item
+            if other == self.peer_id or self.host.is_connected(other):
+                continue
+            if isinstance(addrs, list) and addrs and all(isinstance(a, str) for a in addrs):
+                self._nursery.start_soon(self._dial_learned, other, addrs[0])
+
+    async def _dial_learned(self, peer: str, addr: str) -> None:
+        try:
+            await self.host.connect(addr)
+            await self._hello(peer)
+        except MeshError as exc:
+            log.debug("peer exchange: %s", exc)
+
+    async def _on_hello(self, peer: str, body: Any) -> dict:
+        desc = Descriptor.from_wire(body)
+        if desc.peer_id != peer:
+            raise RemoteProtocolError("mesh: hello descriptor names another peer than the one connected")
+        self._learn(desc)
+        return self.descriptor().to_wire()
+
+    async def _send_sync(self, peer: str, msg: dict) -> None:
+        with trio.move_on_after(2):
+            await self.rpc.notify(peer, "crdt.sync", msg)
+
+    # -- Raft ------------------------------------------------------------------------
+
+    def _membership_file(self) -> Path:
+        return self._raft_dir / "membership.json"
+
+    async def _start_raft(self) -> None:
+        """Restart from disk, bootstrap a new cluster, or wait to join one."""
+        if not self.raft_addr:
+            raise MeshError("config: raft.port is 0; re-create the node with `meshnode init`")
+        self._raft_dir.mkdir(exist_ok=True)
+        saved = self._membership_file()
+        if saved.exists():
+            partners = json.loads(saved.read_text())["partners"]
+            await self._open_raft(partners)
+        elif not self.settings.join:
+            await self._open_raft([])
+
+    async def _open_raft(self, partners: list[str]) -> None:
+        partners = [p for p in partners if p != self.raft_addr]
+        self.raft = await trio.to_thread.run_sync(
+            lambda: RaftLog(
+                self.raft_addr,
+                partners,
+                raft_password(self._psk),
+                self._raft_dir,
+                bind_host=self.settings.listen_host,
+            )
+        )
+        self._save_membership(partners)
+        self._nursery.start_soon(self._raft_membership_loop)
+
+    def _save_membership(self, partners: list[str]) -> None:
+        tmp = self._membership_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": sorted(partners)}))
+        tmp.replace(self._membership_file())
+
+    async def _raft_membership_loop(self) -> None:
+        """Record ourselves in the cluster state and keep the saved voter list current."""
+        registered = False
+        while True:
+            status = self.raft.status()
+            others = [v for v in status.voters if v != self.raft_addr]
+            saved = json.loads(self._membership_file().read_text())["partners"]
+            if sorted(others) != saved:
+                self._save_membership(others)
+            if not registered and status.leader is not None:
+                try:
+                    await self.submit(MemberAdd(peer_id=self.peer_id, raft_addr=self.raft_addr), timeout=3)
+                    registered = True
+                except MeshError as exc:
+                    log.debug("raft: registering self: %s", exc)
+            await trio.sleep(1.0)
+
+    async def _try_raft_join(self) -> None:
+        for rec in self.peers.alive(trio.current_time()):
+            try:
+                reply = await self.rpc.call(
+                    rec.descriptor.peer_id,
+                    "raft.join",
+                    {"peer_id": self.peer_id, "raft_addr": self.raft_addr},
+                    timeout=8,
+                )
+            except MeshError as exc:
+                log.info("raft: join through %s failed: %s", rec.descriptor.name, exc)
+                continue
+            if reply.get("partners") is None:
+                log.info("raft: the mesh has its voters; this node forwards to them")
+                self._raft_full = True
+                return
+            await self._open_raft(reply["partners"])
+            log.info("raft: joined as a voter with %s", reply["partners"])
+            return
+
+    async def _on_raft_join(self, peer: str, body: Any) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("raft_addr"), str):
+            raise RemoteProtocolError("mesh: raft.join needs a raft_addr")
+        addr = body["raft_addr"]
+        if self.raft is None:
+            voter = self._voter_peer()
+            return await self.rpc.call(voter, "raft.join", body, timeout=8)
+        status = self.raft.status()
+        if addr in status.voters:
+            return {"partners": [v for v in status.voters if v != addr]}
+        if len(status.voters) >= self.settings.raft.voters:
+            return {"partners": None}
+        if status.role != "leader":
+            leader = self.peers.by_raft_addr(status.leader) if status.leader else None
+            if leader is None:
+                raise MeshError("consensus: no leader to add a voter right now; retrying")
+            return await self.rpc.call(leader.descriptor.peer_id, "raft.join", body, timeout=8)
+        await trio.to_thread.run_sync(self.raft.add_voter, addr, 0.0)
+        return {"partners": list(status.voters)}
+
+    def _voter_peer(self) -> str:
+        now = trio.current_time()
+        for rec in self.peers.alive(now):
+            if rec.descriptor.raft_addr:
+                return rec.descriptor.peer_id
+        raise MeshError("consensus: this node does not vote and no voter is reachable")
+
+    async def submit(self, command, timeout: float | None = None) -> Any:
+        """Commit a command through Raft (here, or through a voter) and return its result."""
+        timeout = timeout or self.settings.raft.write_timeout
+        if self.raft is not None:
+            return await trio.to_thread.run_sync(self.raft.submit, command, timeout, abandon_on_cancel=True)
+        try:
+            reply = await self.rpc.call(
+                self._voter_peer(), "raft.submit", encode_command(command), timeout=timeout + 1
+            )
+        except MeshError as exc:
+            raise ConsensusError(str(exc)) from exc
+        return reply
+
+    async def _on_raft_submit(self, peer: str, body: Any) -> Any:
+        if self.raft is None:
+            raise MeshError("consensus: this node does not vote")
+        if not isinstance(body, bytes):
+            raise RemoteProtocolError("mesh: raft.submit needs an encoded command")
+        command = decode_command(body)
+        return await self.submit(command)
+
+    def raft_status(self) -> dict:
+        """role / leader (peer id) / term for ``status``."""
+        if self.raft is None:
+            return {"role": "forwarder", "leader": None, "leader_name": None, "term": 0, "voters": []}
+        st = self.raft.status()
+        leader_id = leader_name = None
+        if st.leader == self.raft_addr:
+            leader_id, leader_name = self.peer_id, self.settings.name
+        elif st.leader:
+            rec = self.peers.by_raft_addr(st.leader)
+            if rec is None:
+                member = {v: k for k, v in self.raft.state().members.items()}.get(st.leader)
+                leader_id = member
+            else:
+                leader_id, leader_name = rec.descriptor.peer_id, rec.descriptor.name
+        return {
+            "role": st.role,
+            "leader": leader_id,
+            "leader_name": leader_name,
+            "term": st.term,
+            "commit_index": st.commit_index,
+            "voters": list(st.voters),
+        }
+
+    async def cluster_models(self) -> dict[str, ModelRecord]:
+        """The model registry (local applied state, or a voter's)."""
+        if self.raft is not None:
+            return dict(self.raft.state().models)
+        reply = await self.rpc.call(self._voter_peer(), "raft.models", None, timeout=5)
+        return {r["name"]: ModelRecord(**r) for r in reply}
+
+    async def _on_raft_models(self, peer: str, body: Any) -> list:
+        if self.raft is None:
+            raise MeshError("consensus: this node does not vote")
+        return [_record_wire(r) for r in self.raft.state().models.values()]
+
+    # -- models ----------------------------------------------------------------------
+
+    def _model_path(self, sha: str) -> Path:
+        return self._models_dir / f"{sha}.onnx"
+
+    async def add_model(self, name: str, path: str | Path) -> dict:
+        """Register a model in Raft and keep its file here for peers to fetch."""
+        src = Path(path)
+        if not src.is_file():
+            raise MeshError(f"inference: model file {src} does not exist")
+        spec: ModelSpec = await trio.to_thread.run_sync(read_model_spec, src)
+        dest = self._model_path(spec.sha256)
+        if not dest.exists():
+            await trio.to_thread.run_sync(shutil.copyfile, src, dest.with_suffix(".part"))
+            dest.with_suffix(".part").replace(dest)
+        wire = spec.to_wire()
+        record = ModelRecord(
+            name=name, sha256=spec.sha256, size=spec.size,
+            inputs=wire["inputs"], outputs=wire["outputs"], origin=self.peer_id,
+        )
+        await self.submit(ModelRegister(record=record))
+        await self._ensure_loaded(record)
+        return _record_wire(record)
+
+    async def _model_loop(self) -> None:
+        """Fetch and load every registered model this node lacks."""
+        while True:
+            try:
+                models = await self.cluster_models()
+            except MeshError:
+                models = {}
+            for record in models.values():
+                if not self.runtime.has(record.name) and record.sha256 not in self._fetching:
+                    self._fetching.add(record.sha256)
+                    self._nursery.start_soon(self._fetch_model, record)
+            await trio.sleep(0.5)
+
+    async def _fetch_model(self, record: ModelRecord) -> None:
+        try:
+            path = self._model_path(record.sha256)
+            if not path.exists():
+                sources = [record.origin] + [
+                    r.descriptor.peer_id for r in self.peers.alive(trio.current_time())
+                    if record.name in r.load.models
+                ]
+                for source in dict.fromkeys(sources):
+                    if source == self.peer_id or not self.host.is_connected(source):
+                        continue
+                    try:
+                        await self._download(source, record, path)
+                        break
+                    except MeshError as exc:
+                        log.warning("model %s: fetch from %s failed: %s", record.name, source, exc)
+                else:
+                    return
+            await self._ensure_loaded(record)
+        finally:
+            self._fetching.discard(record.sha256)
+
+    async def _download(self, source: str, record: ModelRecord, path: Path) -> None:
+        part = path.with_suffix(".part")
+        digest = hashlib.sha256()
+        with open(part, "wb") as fh:
+            offset = 0
+            while offset < record.size:
+                chunk = await self.rpc.call(
+                    source, "model.fetch", {"sha256": record.sha256, "offset": offset, "length": MODEL_CHUNK}, timeout=10
+                )
+                if not isinstance(chunk, bytes) or not chunk:
+                    raise RemoteProtocolError(f"mesh: model.fetch from {source} returned no bytes")
+                fh.write(chunk)
+                digest.update(chunk)
+                offset += len(chunk)
+        if digest.hexdigest() != record.sha256:
+            part.unlink()
+            raise RemoteProtocolError(f"mesh: model {record.name} from {source} does not match its sha256")
+        part.replace(path)
+        log.info("model %s (%d bytes) copied from %s", record.name, record.size, source)
+
+    async def _on_model_fetch(self, peer: str, body: Any) -> bytes:
+        if not isinstance(body, dict):
+            raise RemoteProtocolError("mesh: model.fetch needs a map")
+        sha, offset, length = body.get("sha256"), body.get("offset"), body.get("length")
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise RemoteProtocolError("mesh: model.fetch needs a sha256")
+        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and 0 < length <= MODEL_CHUNK):
+            raise RemoteProtocolError("mesh: model.fetch offset/length out of range")
+        path = self._model_path(sha)
+        if not path.exists():
+            raise MeshError(f"inference: model {sha[:12]} is not on this node")
+
+        def read() -> bytes:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+
+        return await trio.to_thread.run_sync(read)
+
+    async def _ensure_loaded(self, record: ModelRecord) -> None:
+        if self.runtime.has(record.name):
+            return
+        spec = _record_spec(record)
+        await trio.to_thread.run_sync(self.runtime.load, record.name, self._model_path(record.sha256), spec)
+
+    # -- inference -------------------------------------------------------------------
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 30.0) -> InferResult:
+        """Run ``model`` here or on a peer with spare capacity; outputs are the same."""
+        models = await self.cluster_models()
+        record = models.get(model)
+        if record is None:
+            raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
+        validate_inputs(_record_spec(record), inputs)
+        now = trio.current_time()
+        candidates = [
+            PeerLoad(
+                peer=r.descriptor.peer_id,
+                queue=r.load.queue,
+                max_queue=r.load.max_queue,
+                has_model=model in r.load.models,
+                rtt_ms=0.0,
+            )
+            for r in self.peers.alive(now)
+        ]
+        local_ready = self.runtime.has(model)
+        target = choose_target(
+            self._queue if local_ready else self.settings.inference.max_queue,
+            self.settings.inference.max_queue,
+            candidates,
+        )
+        if target is not None:
+            try:
+                return await self._offload(target, model, inputs, timeout)
+            except MeshError as exc:
+                log.warning("infer: offload to %s failed (%s); running here", target, exc)
+        if not local_ready:
+            raise MeshError(f"inference: model {model!r} is not loaded here yet and no peer can run it")
+        return await self._run_local(model, inputs, offloaded=False)
+
+    async def _run_local(self, model: str, inputs: dict[str, np.ndarray], *, offloaded: bool) -> InferResult:
+        self._queue += 1
+        try:
+            async with self._workers:
+                started = time.perf_counter()
+                outputs = await trio.to_thread.run_sync(self.runtime.run, model, inputs)
+                elapsed = (time.perf_counter() - started) * 1000
+        finally:
+            self._queue -= 1
+        self.stats["infer_local"] += 1
+        return InferResult(outputs=outputs, ran_on=self.peer_id, ran_on_name=self.settings.name,
+                           elapsed_ms=elapsed, offloaded=offloaded)
+
+    async def _offload(self, peer: str, model: str, inputs: dict[str, np.ndarray], timeout: float) -> InferResult:
+        body = {"model": model, "inputs": encode_tensors(inputs)}
+        reply = await self.rpc.call(peer, "infer", body, timeout=timeout)
+        if not isinstance(reply, dict):
+            raise RemoteProtocolError("mesh: infer reply must be a map")
+        outputs = decode_tensors(reply.get("outputs"), max_bytes=MAX_TENSOR_BYTES)
+        rec = self.peers.get(peer)
+        self.stats["infer_offloaded"] += 1
+        return InferResult(
+            outputs=outputs,
+            ran_on=peer,
+            ran_on_name=rec.descriptor.name if rec else peer,
+            elapsed_ms=float(reply.get("elapsed_ms", 0.0)),
+            offloaded=True,
+        )
+
+    async def _on_infer(self, peer: str, body: Any) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise RemoteProtocolError("mesh: infer needs a model name")
+        model = body["model"]
+        inputs = decode_tensors(body.get("inputs"), max_bytes=MAX_TENSOR_BYTES)
+        if not self.runtime.has(model):
+            raise MeshError(f"inference: model {model!r} is not loaded on {self.settings.name}")
+        result = await self._run_local(model, inputs, offloaded=True)
+        self.stats["infer_served_for_peers"] += 1
+        return {"outputs": encode_tensors(result.outputs), "elapsed_ms": result.elapsed_ms}
+
+    # -- reporting -------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """The node, its Raft view and counters (``meshnode status``)."""
+        cfg = self.settings
+        return {
+            "peer_id": self.peer_id,
+            "name": cfg.name,
+            "tier": cfg.tier,
+            "capabilities": list(cfg.capabilities),
+            "location": cfg.location,
+            "addrs": self.host.addrs(),
+            "api": self.api_addr,
+            "raft": self.raft_status(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "sensors": self.state.statistics(),
+            "store_notice": self.state.corrupt_notice,
+            "models": self.runtime.loaded(),
+            "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue),
+            "rpc": self.rpc.statistics(),
+        }
+
+    def peer_list(self) -> list[dict]:
+        """Known peers and their state (``meshnode peers``)."""
+        now = trio.current_time()
+        out = []
+        for rec in self.peers.records():
+            d = rec.descriptor
+            out.append({
+                "peer_id": d.peer_id, "name": d.name, "tier": d.tier,
+                "capabilities": list(d.capabilities), "location": d.location,
+                "state": rec.state(now), "addr": d.addrs[0] if d.addrs else "",
+                "raft_addr": d.raft_addr, "queue": rec.load.queue, "models": list(rec.load.models),
+                "last_heard_s": round(now - rec.last_heard, 2),
+            })
+        return out
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _routes(self) -> None:
+        self.rpc.route("hello", self._on_hello)
+        self.rpc.route("raft.join", self._on_raft_join)
+        self.rpc.route("raft.submit", self._on_raft_submit)
+        self.rpc.route("raft.models", self._on_raft_models)
+        self.rpc.route("model.fetch", self._on_model_fetch)
+        self.rpc.route("infer", self._on_infer)
+        self.rpc.route_note("advert", self._on_advert)
+        self.rpc.route_note("crdt.sync", self.state.receive)
+
+
+def _record_wire(record: ModelRecord) -> dict:
+    return {
+        "name": record.name, "sha256": record.sha256, "size": record.size,
+        "inputs": list(record.inputs), "outputs": list(record.outputs), "origin": record.origin,
+    }
+
+
+def _record_spec(record: ModelRecord) -> ModelSpec:
+    return ModelSpec.from_wire(
+        {"sha256": record.sha256, "size": record.size, "inputs": list(record.inputs), "outputs": list(record.outputs)}
+    )

@@ -1,0 +1,176 @@
+"""Who is in the mesh, as this node knows it (sans-IO).
+
+Theory of operation. A peer enters the table from a ``hello`` (its descriptor,
+addresses and Raft address) and is refreshed by every advert it sends. Its
+state follows from two facts — does libp2p hold a connection (a hint), and how
+old is its last advert — evaluated at ``now``:
+
+=========  ===============================================================
+alive      connected and heard from within ``suspect_after`` seconds
+suspect    connected but silent longer than that (hung, overloaded, paused)
+gone       no connection, or silent longer than ``gone_after`` seconds
+=========  ===============================================================
+
+A later issue replaces the freshness rule with a SWIM/Lifeguard core; the table
+keeps its shape. Nothing here reads a clock: ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from crdt.errors import RemoteProtocolError
+
+from .config import TIERS
+
+SUSPECT_AFTER = 4.0
+GONE_AFTER = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Descriptor:
+    """What a node says about itself."""
+
+    peer_id: str
+    name: str
+    tier: str
+    capabilities: tuple[str, ...] = ()
+    location: str = ""
+    addrs: tuple[str, ...] = ()
+    raft_addr: str = ""
+
+    def to_wire(self) -> dict:
+        """Plain dict for msgpack."""
+        return {
+            "peer_id": self.peer_id,
+            "name": self.name,
+            "tier": self.tier,
+            "capabilities": list(self.capabilities),
+            "location": self.location,
+            "addrs": list(self.addrs),
+            "raft_addr": self.raft_addr,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> "Descriptor":
+        """Validate a peer's descriptor."""
+        if not isinstance(obj, dict):
+            raise RemoteProtocolError("mesh: descriptor must be a map")
+
+        def text(key: str, limit: int = 256, required: bool = True) -> str:
+            value = obj.get(key, None if required else "")
+            if not isinstance(value, str) or len(value) > limit or (required and not value):
+                raise RemoteProtocolError(f"mesh: descriptor field {key!r} is missing or invalid")
+            return value
+
+        def texts(key: str) -> tuple[str, ...]:
+            value = obj.get(key, [])
+            if not isinstance(value, list) or len(value) > 64 or not all(
+                isinstance(v, str) and len(v) <= 256 for v in value
+            ):
+                raise RemoteProtocolError(f"mesh: descriptor field {key!r} must be a list of strings")
+            return tuple(value)
+
+        tier = text("tier")
+        if tier not in TIERS:
+            raise RemoteProtocolError(f"mesh: descriptor tier {tier!r} is not one of {', '.join(TIERS)}")
+        return cls(
+            peer_id=text("peer_id"),
+            name=text("name", 64),
+            tier=tier,
+            capabilities=texts("capabilities"),
+            location=text("location", 128, required=False),
+            addrs=texts("addrs"),
+            raft_addr=text("raft_addr", 128, required=False),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Load:
+    """A peer's advertised load: soft state that expires with the advert."""
+
+    queue: int = 0
+    max_queue: int = 0
+    models: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> "Load":
+        """Validate an advert's load part."""
+        if not isinstance(obj, dict):
+            raise RemoteProtocolError("mesh: advert load must be a map")
+        queue, max_queue, models = obj.get("queue"), obj.get("max_queue"), obj.get("models", [])
+        if not (isinstance(queue, int) and isinstance(max_queue, int) and queue >= 0 and max_queue >= 0):
+            raise RemoteProtocolError("mesh: advert load needs non-negative queue and max_queue")
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise RemoteProtocolError("mesh: advert models must be a list of names")
+        return cls(queue=queue, max_queue=max_queue, models=tuple(models))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerRecord:
+    """One row of the table."""
+
+    descriptor: Descriptor
+    connected: bool = False
+    last_heard: float = 0.0
+    load: Load = field(default_factory=Load)
+
+    def state(self, now: float) -> str:
+        """alive / suspect / gone at ``now`` (see the module doc)."""
+        silent = now - self.last_heard
+        if not self.connected or silent > GONE_AFTER:
+            return "gone"
+        if silent > SUSPECT_AFTER:
+            return "suspect"
+        return "alive"
+
+
+class PeerTable:
+    """Peers by id; every method takes ``now`` instead of reading a clock."""
+
+    def __init__(self, self_id: str) -> None:
+        self._self = self_id
+        self._peers: dict[str, PeerRecord] = {}
+
+    def heard(self, desc: Descriptor, now: float) -> bool:
+        """Record a hello or advert; returns True when the peer is new."""
+        if desc.peer_id == self._self:
+            return False
+        old = self._peers.get(desc.peer_id)
+        if old is None:
+            self._peers[desc.peer_id] = PeerRecord(descriptor=desc, connected=True, last_heard=now)
+            return True
+        self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now)
+        return False
+
+    def set_load(self, peer_id: str, load: Load, now: float) -> None:
+        """Record an advert's load for a known peer."""
+        old = self._peers.get(peer_id)
+        if old is not None:
+            self._peers[peer_id] = replace(old, load=load, last_heard=now, connected=True)
+
+    def connection(self, peer_id: str, connected: bool) -> None:
+        """libp2p's connection hint."""
+        old = self._peers.get(peer_id)
+        if old is not None:
+            self._peers[peer_id] = replace(old, connected=connected)
+
+    def get(self, peer_id: str) -> PeerRecord | None:
+        """The record of ``peer_id``, if known."""
+        return self._peers.get(peer_id)
+
+    def records(self) -> list[PeerRecord]:
+        """Every known peer, by name."""
+        return sorted(self._peers.values(), key=lambda r: (r.descriptor.name, r.descriptor.peer_id))
+
+    def alive(self, now: float) -> list[PeerRecord]:
+        """Peers whose state is alive at ``now``."""
+        return [r for r in self.records() if r.state(now) == "alive"]
+
+    def by_raft_addr(self, raft_addr: str) -> PeerRecord | None:
+        """The peer that owns a Raft address."""
+        for rec in self._peers.values():
+            if rec.descriptor.raft_addr == raft_addr:
+                return rec
+        return None

@@ -1,0 +1,162 @@
+"""Sensor state: the CRDT map, its SQLite file and the anti-entropy driver.
+
+The driver is thin (STYLE §3): it feeds peer messages and local writes to the
+sans-IO ``crdt.SyncCore``, sends what the core says is due, and sleeps until
+the core's next deadline or until something wakes it. Every change — a local
+write or entries learned from a peer — is in SQLite before it is acknowledged
+(to the client, or to the peer through the core's acks): ``_lock`` makes
+"core.receive + persist" and "core.outgoing" mutually exclusive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import trio
+
+from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, decode_message, encode_message
+from crdt.errors import MeshError
+
+from .sensor_db import SensorDB, StoreCorrupt
+
+log = logging.getLogger("meshnode.sensors")
+
+MAX_KEY_LEN = 256
+MAX_VALUE_BYTES = 64 * 1024
+
+
+def wall_ms() -> int:
+    """Wall-clock milliseconds, only ever fed into the hybrid logical clock."""
+    return int(time.time() * 1000)
+
+
+def entry_to_json(entry: Entry) -> dict:
+    """An entry as the API shows it."""
+    return {
+        "key": entry.key,
+        "value": entry.value,
+        "writer": entry.dot.node,
+        "hlc": list(entry.ts.to_wire()),
+        "time_ms": entry.ts.wall_ms,
+    }
+
+
+class SensorState:
+    """The node's sensor-state map: ``put``/``get``/``list`` plus peer sync."""
+
+    def __init__(self, node_id: str, path: Path, *, interval: float) -> None:
+        self._node = node_id
+        self._path = path
+        self.corrupt_notice = ""
+        try:
+            self._db = SensorDB(path)
+            entries, context, last = self._db.load()
+        except StoreCorrupt as exc:
+            # Never serve garbage: keep the bad file for inspection, start empty, re-sync from peers.
+            aside = path.with_name(path.name + f".corrupt-{int(time.time())}")
+            log.error("%s; moved it to %s and re-syncing from peers", exc, aside)
+            self.corrupt_notice = f"{exc} (moved to {aside.name})"
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(aside.with_name(aside.name + suffix))
+            self._db = SensorDB(path)
+            entries, context, last = [], None, None
+        self._map = LWWMap.restore(node_id, entries, context) if context is not None else LWWMap(node_id)
+        self._clock = HybridLogicalClock(node_id, last=last) if last is not None else HybridLogicalClock(node_id)
+        self._core = SyncCore(self._map, interval=interval)
+        self._lock = trio.Lock()
+        self._wake = trio.Event()
+        self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
+
+    # -- the API ---------------------------------------------------------------
+
+    async def put(self, key: str, value: Any) -> dict:
+        """Write a reading; returns once it is durable on this node."""
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
+            raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+        try:
+            size = len(json.dumps(value))
+        except (TypeError, ValueError) as exc:
+            raise MeshError(f"crdt: value for {key!r} is not JSON-serialisable: {exc}") from exc
+        if size > MAX_VALUE_BYTES:
+            raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
+        async with self._lock:
+            ts = self._clock.now(wall_ms())
+            delta = self._map.put(key, value, ts)
+            await trio.to_thread.run_sync(self._db.save, list(delta.entries), self._map.context, ts)
+            self._core.local_write(delta, trio.current_time())
+        self._wake.set()
+        return entry_to_json(self._map.get(key))
+
+    def get(self, key: str) -> dict | None:
+        """The current entry for ``key`` on this node, or None."""
+        entry = self._map.get(key)
+        return entry_to_json(entry) if entry is not None else None
+
+    def list(self, prefix: str = "") -> list[dict]:
+        """Entries whose key starts with ``prefix``, sorted by key."""
+        return [entry_to_json(e) for e in self._map.entries(prefix)]
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    # -- peers -----------------------------------------------------------------
+
+    def peer_up(self, peer: str) -> None:
+        """A peer joined or came back: schedule a digest exchange with it."""
+        self._core.add_peer(peer, trio.current_time())
+        self._wake.set()
+
+    def peer_down(self, peer: str) -> None:
+        """A peer left."""
+        self._core.remove_peer(peer)
+
+    async def receive(self, peer: str, body: Any) -> None:
+        """A sync message from a peer (validated by the core's codec)."""
+        try:
+            msg = decode_message(body)
+        except MeshError:
+            self.stats["bad_messages"] += 1
+            raise
+        async with self._lock:
+            changed = self._core.receive(peer, msg, trio.current_time())
+            self.stats["received"] += 1
+            if changed:
+                now_wall = wall_ms()
+                for entry in changed:
+                    self._clock.observe(entry.ts, now_wall)
+                await trio.to_thread.run_sync(self._db.save, list(changed), self._map.context, self._clock.last)
+        self._wake.set()
+
+    async def run(self, send: Callable[[str, dict], Any], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Drive the sync core until cancelled; ``send(peer, msg)`` delivers a message."""
+        task_status.started()
+        while True:
+            async with self._lock:
+                due = self._core.outgoing(trio.current_time())
+            for peer, msg in due:
+                try:
+                    await send(peer, encode_message(msg))
+                    self.stats["sent"] += 1
+                except MeshError as exc:
+                    self.stats["send_errors"] += 1
+                    log.debug("sync to %s failed: %s", peer, exc)
+            deadline = self._core.next_deadline()
+            self._wake = trio.Event()
+            timeout = 1.0 if deadline is None else max(0.01, deadline - trio.current_time())
+            with trio.move_on_after(min(timeout, 1.0)):
+                await self._wake.wait()
+
+    def statistics(self) -> dict:
+        """Counters for status and metrics."""
+        return dict(self.stats, keys=len(self._map), core=self._core.statistics())
+
+    def close(self) -> None:
+        """Close the SQLite file."""
+        self._db.close()
