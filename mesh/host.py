@@ -159,13 +159,10 @@ class _HandshakeLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        lowered = text.lower()
-        if ("upgrade" in lowered or "handshake" in lowered or "secur" in lowered) and (
-            "fail" in lowered or "error" in lowered
-        ):
+        if text.startswith(("failed to upgrade security", "Inbound upgrade timeout")):
             log.warning(
-                "mesh: refused a connection: security handshake failed (%s) — "
-                "a peer with a different mesh key, or not a meshnode at all",
+                "mesh: refused a connection: %s — the peer holds a different mesh key, "
+                "or is not a meshnode",
                 text.splitlines()[0][:200],
             )
 
@@ -203,7 +200,7 @@ class Host:
     async def running(self) -> AsyncIterator["Host"]:
         """Listen, yield while serving, shut the host down on exit."""
         handler = _HandshakeLog(level=logging.DEBUG)
-        watched = [logging.getLogger(name) for name in ("libp2p.network.swarm", "libp2p.transport.upgrader")]
+        watched = [logging.getLogger("libp2p.network.swarm")]
         for lg in watched:
             lg.addHandler(handler)
             lg.setLevel(logging.DEBUG)

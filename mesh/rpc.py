@@ -91,8 +91,8 @@ class RpcPlane:
         decoder = FrameDecoder()
         write_lock = trio.Lock()
         limiter = trio.Semaphore(self._max_handlers)
-        try:
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            try:
                 while True:
                     data = await stream.receive_some()
                     if not data:
@@ -112,11 +112,16 @@ class RpcPlane:
                                 nursery.start_soon(self._run_note, handler, stream.peer_id, env)
                         else:
                             raise RemoteProtocolError("mesh: a reply arrived on a request stream")
-        except RemoteProtocolError as exc:
-            self.stats["bad_frames"] += 1
-            log.warning("mesh: closing stream from %s: %s", stream.peer_id, exc)
-            await stream.reset()
-            return
+            except RemoteProtocolError as exc:
+                # A peer that sends garbage loses this stream; the node and its other streams go on.
+                self.stats["bad_frames"] += 1
+                log.warning("mesh: closing stream from %s: %s", stream.peer_id, exc)
+                nursery.cancel_scope.cancel()
+                await stream.reset()
+                return
+            except MeshError:
+                nursery.cancel_scope.cancel()
+                return
         await stream.aclose()
 
     async def _run_note(self, handler: NoteHandler, peer: str, env: Note) -> None:

@@ -1,0 +1,35 @@
+"""``python -m bench [--json FILE] [NAME...]``: run the benchmarks and print figures beside baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+SUITES = {
+    "rpc": "bench.rpc",
+    "raft": "bench.raft",
+}
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("suites", nargs="*", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument("--json", dest="json_file", help="Also write the figures to this file.")
+    args = parser.parse_args()
+    results = {}
+    for name in args.suites:
+        module = __import__(SUITES[name], fromlist=["run"])
+        rows = module.run()
+        results[name] = rows
+        print(f"== {name}")
+        for row in rows:
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    if args.json_file:
+        with open(args.json_file, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The RPC plane over two real libp2p hosts in one trio loop."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+import trio
+
+from crdt.errors import MeshError
+from mesh.host import DialError, Host, new_identity_seed
+from mesh.rpc import Busy, CallTimeout, RemoteError, RpcPlane
+from mesh.wire import PROTOCOL_ID
+
+pytestmark = pytest.mark.slow
+
+
+def make_host(psk: str) -> Host:
+    return Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0", on_peer_event=lambda *_: None)
+
+
+
+
+def run(fn):
+    trio.run(fn)
+
+
+def test_calls_errors_and_garbage():
+    async def main():
+        psk = os.urandom(32).hex()
+        a, b = make_host(psk), make_host(psk)
+        async with trio.open_nursery() as nursery, a.running(), b.running():
+            server = RpcPlane(a, nursery, max_handlers=2)
+            client = RpcPlane(b, nursery)
+            gate = trio.Event()
+
+            async def echo(peer, body):
+                return {"from": peer, "body": body}
+
+            async def refuse(peer, body):
+                raise MeshError("test: refused on purpose")
+
+            async def slow(peer, body):
+                await gate.wait()
+                return "late"
+
+            server.route("echo", echo)
+            server.route("refuse", refuse)
+            server.route("slow", slow)
+            assert await b.connect(a.addrs()[0]) == a.peer_id
+
+            got = await client.call(a.peer_id, "echo", b"\x00bytes")
+            assert got == {"from": b.peer_id, "body": b"\x00bytes"}
+
+            with pytest.raises(RemoteError, match="unknown method 'nope'"):
+                await client.call(a.peer_id, "nope", None)
+            with pytest.raises(RemoteError, match="refused on purpose"):
+                await client.call(a.peer_id, "refuse", None)
+            with pytest.raises(CallTimeout, match="did not answer 'slow'"):
+                await client.call(a.peer_id, "slow", None, timeout=0.2)
+
+            # Two handlers are still parked in `slow` (the timed-out call and this one);
+            # the server refuses the next request as busy instead of queueing it.
+            nursery.start_soon(lambda: client.call(a.peer_id, "slow", None, timeout=5))
+            await trio.sleep(0.2)
+            with pytest.raises(Busy):
+                await client.call(a.peer_id, "echo", 1)
+            gate.set()
+            await trio.sleep(0.1)
+
+            # A peer that sends garbage gets its stream reset; the server keeps serving.
+            raw = await b.open_stream(a.peer_id, PROTOCOL_ID)
+            await raw.send_all(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
+            assert await raw.receive_some() == b""
+            assert server.statistics()["bad_frames"] == 1
+            assert (await client.call(a.peer_id, "echo", 2))["body"] == 2
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_wrong_mesh_key_cannot_connect():
+    async def main():
+        a, c = make_host(os.urandom(32).hex()), make_host(os.urandom(32).hex())
+        async with a.running(), c.running():
+            with pytest.raises(DialError, match="mesh key"):
+                await c.connect(a.addrs()[0])
+            assert a.connected_peers() == [] and c.connected_peers() == []
+
+    run(main)
+
+
+def test_inflight_bound_refuses_locally():
+    async def main():
+        psk = os.urandom(32).hex()
+        a, b = make_host(psk), make_host(psk)
+        async with trio.open_nursery() as nursery, a.running(), b.running():
+            server = RpcPlane(a, nursery)
+            client = RpcPlane(b, nursery, max_inflight=1)
+            gate = trio.Event()
+
+            async def slow(peer, body):
+                await gate.wait()
+                return 1
+
+            server.route("slow", slow)
+            await b.connect(a.addrs()[0])
+            nursery.start_soon(lambda: client.call(a.peer_id, "slow", None, timeout=5))
+            await trio.sleep(0.2)
+            with pytest.raises(Busy, match="already in flight"):
+                await client.call(a.peer_id, "slow", None)
+            gate.set()
+            await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+
+    run(main)
