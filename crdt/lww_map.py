@@ -1,0 +1,183 @@
+"""``LWWMap``: a map of last-writer-wins registers with per-writer dots (the sensor-state map).
+
+Theory of operation. The state is ``(entries, context)``: at most one entry
+per key, and the causal context of every write this replica has seen. Merge
+keeps, per key, the entry with the higher ``Timestamp`` and unions the
+contexts; that join is commutative, associative and idempotent, so replicas
+that have seen the same writes hold the same state whatever the order.
+
+Timestamps decide who wins; dots decide who still needs what. The invariant
+that makes ``delta_since`` correct:
+
+    every dot in ``context`` belongs to a write that is either stored here or
+    lost to the stored entry of its key (which has a higher timestamp).
+
+So a peer that has seen a dot needs nothing for it, and a delta that carries
+every entry whose dot the peer lacks may carry the sender's whole context:
+the dots it names without entries are covered by entries the peer already
+has or receives in the same delta (Almeida et al. 2018, §4 and §7).
+
+A replica that lost its state must not write under its old node id before it
+has re-synced: its counter would restart and reuse dots that peers have
+already seen, and they would skip those writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._checks import check_node
+from .causal_context import CausalContext
+from .delta import Delta
+from .dot import Dot
+from .entry import Entry
+from .errors import LocalProtocolError
+from .timestamp import Timestamp
+from .version_vector import VersionVector
+
+
+class LWWMap:
+    """A replica of the sensor-state map: ``put``/``get`` plus ``delta_since``/``apply_delta``."""
+
+    __slots__ = ("_node", "_entries", "_context", "_by_dot")
+
+    def __init__(self, node: str) -> None:
+        self._node = check_node(node)
+        self._entries: dict[str, Entry] = {}
+        self._context = CausalContext()
+        # node -> dot counter -> key of the stored entry with that dot; lets
+        # delta_since look at the missing dots instead of every entry.
+        self._by_dot: dict[str, dict[int, str]] = {}
+
+    @classmethod
+    def restore(cls, node: str, entries: Iterable[Entry], context: CausalContext) -> LWWMap:
+        """Rebuild a replica from persisted rows and the context saved with them."""
+        replica = cls(node)
+        if not isinstance(context, CausalContext):
+            raise LocalProtocolError(f"crdt: restore() needs a CausalContext, got {type(context).__name__}")
+        for entry in entries:
+            if not isinstance(entry, Entry):
+                raise LocalProtocolError(f"crdt: restore() got a {type(entry).__name__}, not an Entry")
+            if entry.key in replica._entries:
+                raise LocalProtocolError(f"crdt: restore() got two entries for key {entry.key!r}")
+            if not context.contains(entry.dot):
+                raise LocalProtocolError(
+                    f"crdt: restored entry {entry.key!r} has dot {entry.dot.to_wire()} outside the restored "
+                    "context; entries and context must be saved in the same transaction"
+                )
+            replica._store(entry, None)
+        replica._context = context
+        return replica
+
+    @property
+    def node(self) -> str:
+        """The node that writes through this replica."""
+        return self._node
+
+    @property
+    def context(self) -> CausalContext:
+        """Every write this replica has seen (persist it with the entries)."""
+        return self._context
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key``, or None."""
+        return self._entries.get(key)
+
+    def entries(self, prefix: str = "") -> list[Entry]:
+        """Entries whose key starts with ``prefix``, sorted by key."""
+        return [self._entries[key] for key in sorted(self._entries) if key.startswith(prefix)]
+
+    def put(self, key: str, value: Any, ts: Timestamp) -> Delta:
+        """Write ``value`` under ``key`` at ``ts`` (from this node's clock); returns the write's delta.
+
+        The delta carries just this entry and its dot, ready for ``SyncCore.local_write``.
+        """
+        if not isinstance(key, str):
+            raise LocalProtocolError(f"crdt: put() needs a string key, got {type(key).__name__}")
+        if not isinstance(ts, Timestamp):
+            raise LocalProtocolError(f"crdt: put() needs a Timestamp, got {type(ts).__name__}")
+        if ts.node != self._node:
+            raise LocalProtocolError(
+                f"crdt: put() on {self._node!r}'s replica needs a timestamp from its own clock, "
+                f"got one from {ts.node!r}"
+            )
+        current = self._entries.get(key)
+        if current is not None and ts <= current.ts:
+            raise LocalProtocolError(
+                f"crdt: timestamp {ts.to_wire()} for {key!r} is not newer than the current entry's "
+                f"{current.ts.to_wire()}; observe every entry learned from peers with "
+                "HybridLogicalClock.observe before writing"
+            )
+        dot = Dot(self._node, self._context.max_counter(self._node) + 1)
+        entry = Entry(key=key, value=value, ts=ts, dot=dot)
+        self._store(entry, current)
+        self._context = self._context.add(dot)
+        return Delta(entries=(entry,), context=CausalContext.from_dots((dot,)))
+
+    def delta_since(self, since: VersionVector | CausalContext) -> Delta:
+        """What a peer that has seen ``since`` lacks: those entries plus this replica's whole context.
+
+        Empty when the peer has seen everything this replica has.
+        """
+        if isinstance(since, VersionVector):
+            since = CausalContext(since)
+        elif not isinstance(since, CausalContext):
+            raise LocalProtocolError(
+                f"crdt: delta_since() needs a VersionVector or CausalContext, got {type(since).__name__}"
+            )
+        if self._context.issubset(since):
+            return Delta(entries=(), context=CausalContext())
+        missing: list[Entry] = []
+        for node, by_counter in self._by_dot.items():
+            floor = since.vv.get(node)
+            top = self._context.max_counter(node)
+            if top <= floor:
+                continue
+            if top - floor <= len(by_counter):
+                counters: Iterable[int] = (c for c in range(floor + 1, top + 1) if c in by_counter)
+            else:
+                counters = (c for c in by_counter if c > floor)
+            for counter in counters:
+                if Dot(node, counter) not in since:
+                    missing.append(self._entries[by_counter[counter]])
+        missing.sort(key=lambda entry: entry.key)
+        return Delta(entries=tuple(missing), context=self._context)
+
+    def apply_delta(self, delta: Delta) -> list[Entry]:
+        """Join ``delta`` into this replica; returns the entries that changed here (to persist)."""
+        if not isinstance(delta, Delta):
+            raise LocalProtocolError(f"crdt: apply_delta() needs a Delta, got {type(delta).__name__}")
+        changed: list[Entry] = []
+        for entry in delta.entries:
+            current = self._entries.get(entry.key)
+            if current is None or entry.beats(current):
+                self._store(entry, current)
+                changed.append(entry)
+        self._context = self._context.merge(delta.context)
+        return changed
+
+    def merge(self, other: LWWMap) -> list[Entry]:
+        """Join another replica's whole state into this one; returns the entries that changed here."""
+        if not isinstance(other, LWWMap):
+            raise LocalProtocolError(f"crdt: can only merge an LWWMap, got {type(other).__name__}")
+        return self.apply_delta(Delta(entries=tuple(other._entries.values()), context=other._context))
+
+    def _store(self, entry: Entry, replaced: Entry | None) -> None:
+        if replaced is not None:
+            by_counter = self._by_dot.get(replaced.dot.node)
+            if by_counter is not None and by_counter.get(replaced.dot.counter) == replaced.key:
+                del by_counter[replaced.dot.counter]
+                if not by_counter:
+                    del self._by_dot[replaced.dot.node]
+        self._entries[entry.key] = entry
+        self._by_dot.setdefault(entry.dot.node, {})[entry.dot.counter] = entry.key
+
+    def __repr__(self) -> str:
+        return f"LWWMap({self._node!r}, {len(self._entries)} entries, {self._context!r})"
