@@ -131,6 +131,8 @@ class Node:
         self._workers = trio.CapacityLimiter(config.inference.workers)
         self._queue = 0
         self._fetching: set[str] = set()
+        self._join_lock = trio.Lock()
+        self._raft_full = False
         self.started_at = time.time()
         self.api_addr = ""
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
@@ -215,7 +217,7 @@ class Node:
                     await self._hello(peer)
                 except MeshError as exc:
                     log.warning("join: %s", exc)
-            if self.raft is None and self.peers.alive(trio.current_time()):
+            if self.raft is None and not self._raft_full and self.peers.alive(trio.current_time()):
                 await self._try_raft_join()
             await trio.sleep(JOIN_RETRY)
 
@@ -370,8 +372,22 @@ class Node:
             if leader is None:
                 raise MeshError("consensus: no leader to add a voter right now; retrying")
             return await self.rpc.call(leader.descriptor.peer_id, "raft.join", body, timeout=8)
-        await trio.to_thread.run_sync(self.raft.add_voter, addr, 0.0)
-        return {"partners": list(status.voters)}
+        async with self._join_lock:
+            # One change at a time: pysyncobj refuses a second membership change until the
+            # first commits, and the first commits only once its new voter runs (which it
+            # does right after our reply). The leader applies a change when it appends it,
+            # so seeing the address among the voters means the change is under way.
+            status = self.raft.status()
+            if addr not in status.voters:
+                await trio.to_thread.run_sync(self.raft.add_voter, addr, 0.0)
+                with trio.move_on_after(3):
+                    while addr not in self.raft.status().voters:
+                        await trio.sleep(0.05)
+            voters = self.raft.status().voters
+            if addr not in voters:
+                raise MeshError("consensus: another membership change is under way; retry the join")
+            log.info("raft: added %s (%s) as a voter", addr, peer)
+            return {"partners": [v for v in voters if v != addr]}
 
     def _voter_peer(self) -> str:
         now = trio.current_time()

@@ -49,9 +49,10 @@ class SensorState:
     """The node's sensor-state map: ``put``/``get``/``list`` plus peer sync."""
 
     def __init__(self, node_id: str, path: Path, *, interval: float) -> None:
-        self._node = node_id
         self._path = path
         self.corrupt_notice = ""
+        epoch_file = path.with_name(path.name + ".epoch")
+        epoch = int(epoch_file.read_text()) if epoch_file.exists() else 0
         try:
             self._db = SensorDB(path)
             entries, context, last = self._db.load()
@@ -65,10 +66,15 @@ class SensorState:
                 side = path.with_name(path.name + suffix)
                 if side.exists():
                     side.rename(aside.with_name(aside.name + suffix))
+            # The lost file held our write counters; writing under the old id would reuse
+            # dots that peers have already seen (and skip). A new epoch is a new writer id.
+            epoch += 1
+            epoch_file.write_text(f"{epoch}\n")
             self._db = SensorDB(path)
             entries, context, last = [], None, None
-        self._map = LWWMap.restore(node_id, entries, context) if context is not None else LWWMap(node_id)
-        self._clock = HybridLogicalClock(node_id, last=last) if last is not None else HybridLogicalClock(node_id)
+        self.writer = node_id if epoch == 0 else f"{node_id}~{epoch}"
+        self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
+        self._clock = HybridLogicalClock(self.writer, last=last) if last is not None else HybridLogicalClock(self.writer)
         self._core = SyncCore(self._map, interval=interval)
         self._lock = trio.Lock()
         self._wake = trio.Event()
