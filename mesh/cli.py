@@ -165,8 +165,10 @@ def run(data_dir: Path, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format=f"%(asctime)s {cfg.name} %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("libp2p", "hypercorn", "pysyncobj"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+    # py-libp2p logs every failed redial at ERROR; the node reports what matters itself.
+    logging.getLogger("libp2p").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    for noisy in ("hypercorn", "pysyncobj"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
     async def _main() -> None:
         from .node import Node

@@ -157,18 +157,25 @@ class LocalCluster:
 
         wait_for(formed, timeout, "every node to see every other", interval=0.2)
 
-    def wait_leader(self, timeout: float = 60.0) -> str:
-        """Wait until every running voter agrees on one leader; returns its peer id."""
+    def wait_leader(self, timeout: float = 60.0, voters: int = 3) -> str:
+        """Wait until the running nodes have their voters and all agree on one leader.
+
+        Returns the leader's peer id. ``voters`` is the mesh's ``raft.voters``.
+        """
         live = [n for n in self.nodes if n.running]
+        expected = min(len(live), voters)
 
         def agreed() -> str | None:
-            leaders = set()
+            leaders, voting = set(), 0
             for node in live:
                 raft = node.client(timeout=2).get("/status")["raft"]
                 if raft["role"] == "forwarder":
                     continue
+                voting += 1
                 leaders.add(raft["leader"])
-            return leaders.pop() if len(leaders) == 1 and None not in leaders else None
+            if voting < expected or len(leaders) != 1 or None in leaders:
+                return None
+            return leaders.pop()
 
         return wait_for(agreed, timeout, "one agreed Raft leader", interval=0.2)
 

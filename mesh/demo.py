@@ -95,6 +95,8 @@ def run_demo(n_nodes: int = 3, *, keep: bool = False) -> int:
         for node in cluster.nodes:
             wait_for(lambda node=node: "classifier" in node.client().get("/status")["models"], 30,
                      f"the model on {node.name}")
+        wait_for(lambda: any("classifier" in p["models"] for p in camera.client().get("/peers")), 10,
+                 "the camera to hear which peers serve the model")
         _done(t, f"{model_path.stat().st_size} bytes, loaded by onnxruntime on every node")
 
         t = _step("serving inferences (the camera has no spare capacity and offloads)")

@@ -27,9 +27,17 @@ import trio
 
 from crdt.errors import MeshError
 
-# py-libp2p eagerly wires QUIC and friends; silence its chatter about the
-# addresses of peers it has not identified yet.
-logging.getLogger("root").setLevel(logging.ERROR)
+
+
+class _QuietLibp2pRoot(logging.Filter):
+    """Drops what py-libp2p logs straight to the root logger (address lookups of peers
+    it has not identified yet); our own code reports the failures that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/libp2p/" not in record.pathname.replace("\\", "/")
+
+
+logging.getLogger().addFilter(_QuietLibp2pRoot())
 
 from libp2p import new_host  # noqa: E402
 from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402

@@ -6,13 +6,15 @@ bootstrap addresses until connected, then ``hello``), the advert loop (load and
 peer exchange once a second), the sensor-sync driver, the model-sync loop
 (fetch registered model files from peers) and the Raft membership loop.
 
-Raft joins (pysyncobj dynamic membership): a new node asks a peer to
-``raft.join``; the request reaches the leader, which adds the node's Raft
-address to the cluster without waiting for the change to commit (the new voter
-must be running for a 2-node cluster to commit anything) and answers with the
-current voters, which the new node starts pysyncobj with. Once the mesh has
-``raft.voters`` voters, later nodes do not vote and send their commands to a
-voter over the mesh.
+Raft joins (pysyncobj dynamic membership): a new node asks a voting peer for
+the current voters (``raft.join``), starts pysyncobj with them as partners —
+harmless before it is a member, since voters hang up on addresses they do not
+know — and then asks for ``raft.add``, which reaches the leader; the leader adds
+the address and answers once the change commits (a cluster growing from one
+voter to two cannot commit anything until the new voter runs, hence this
+order). Once the mesh has ``raft.voters`` voters, later nodes do not vote and
+send their commands to a voter over the mesh. Only voters advertise a Raft
+address, so requests are never forwarded in circles.
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ class Node:
         self._queue = 0
         self._fetching: set[str] = set()
         self._join_lock = trio.Lock()
+        self._advert_now = trio.Event()  # set when our advert changed: send it at once
         self._raft_full = False
+        self._raft_added = False
         self.started_at = time.time()
         self.api_addr = ""
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
@@ -182,7 +186,7 @@ class Node:
             capabilities=tuple(cfg.capabilities),
             location=cfg.location,
             addrs=tuple(self.host.addrs()),
-            raft_addr=self.raft_addr,
+            raft_addr=self.raft_addr if self.raft is not None and self._raft_added else "",  # voters only
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
@@ -199,6 +203,7 @@ class Node:
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) joined", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
+            self._advert_now.set()
         if desc.addrs:
             self.host.add_addrs(desc.peer_id, list(desc.addrs))
 
@@ -235,7 +240,10 @@ class Node:
             for rec in self.peers.records():
                 if self.host.is_connected(rec.descriptor.peer_id):
                     self._nursery.start_soon(self._send_advert, rec.descriptor.peer_id, body)
-            await trio.sleep(ADVERT_INTERVAL)
+            self._advert_now = trio.Event()
+            with trio.move_on_after(ADVERT_INTERVAL):
+                await self._advert_now.wait()
+            await trio.sleep(0.05)  # coalesce bursts of changes into one advert
 
     async def _send_advert(self, peer: str, body: dict) -> None:
         try:
@@ -294,12 +302,12 @@ class Node:
         self._raft_dir.mkdir(exist_ok=True)
         saved = self._membership_file()
         if saved.exists():
-            partners = json.loads(saved.read_text())["partners"]
-            await self._open_raft(partners)
+            doc = json.loads(saved.read_text())
+            await self._open_raft(doc["partners"], added=doc.get("added", True))
         elif not self.settings.join:
-            await self._open_raft([])
+            await self._open_raft([], added=True)
 
-    async def _open_raft(self, partners: list[str]) -> None:
+    async def _open_raft(self, partners: list[str], *, added: bool) -> None:
         partners = [p for p in partners if p != self.raft_addr]
         self.raft = await trio.to_thread.run_sync(
             lambda: RaftLog(
@@ -310,24 +318,30 @@ class Node:
                 bind_host=self.settings.listen_host,
             )
         )
+        self._raft_added = added
         self._save_membership(partners)
+        self._advert_now.set()  # tell peers we run Raft now
         self._nursery.start_soon(self._raft_membership_loop)
 
     def _save_membership(self, partners: list[str]) -> None:
         tmp = self._membership_file().with_suffix(".tmp")
-        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": sorted(partners)}))
+        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": sorted(partners), "added": self._raft_added}))
         tmp.replace(self._membership_file())
 
     async def _raft_membership_loop(self) -> None:
-        """Record ourselves in the cluster state and keep the saved voter list current."""
+        """Get ourselves added as a voter, record us in the cluster state, keep the saved voter list current."""
         registered = False
-        while True:
+        while self.raft is not None:
+            if not self._raft_added:
+                await self._request_add()
+                if self.raft is None:
+                    return
             status = self.raft.status()
-            others = [v for v in status.voters if v != self.raft_addr]
-            saved = json.loads(self._membership_file().read_text())["partners"]
-            if sorted(others) != saved:
+            others = sorted(v for v in status.voters if v != self.raft_addr)
+            saved = json.loads(self._membership_file().read_text())
+            if others != saved["partners"] or saved.get("added") != self._raft_added:
                 self._save_membership(others)
-            if not registered and status.leader is not None:
+            if self._raft_added and not registered and status.leader is not None:
                 try:
                     await self.submit(MemberAdd(peer_id=self.peer_id, raft_addr=self.raft_addr), timeout=3)
                     registered = True
@@ -336,12 +350,13 @@ class Node:
             await trio.sleep(1.0)
 
     async def _try_raft_join(self) -> None:
+        """Learn the voters from a voting peer and start pysyncobj with them as partners."""
         for rec in self.peers.alive(trio.current_time()):
+            if not rec.descriptor.raft_addr:
+                continue  # not a voter (yet): it could only forward
             try:
                 reply = await self.rpc.call(
-                    rec.descriptor.peer_id,
-                    "raft.join",
-                    {"peer_id": self.peer_id, "raft_addr": self.raft_addr},
+                    rec.descriptor.peer_id, "raft.join", {"peer_id": self.peer_id, "raft_addr": self.raft_addr},
                     timeout=8,
                 )
             except MeshError as exc:
@@ -351,43 +366,75 @@ class Node:
                 log.info("raft: the mesh has its voters; this node forwards to them")
                 self._raft_full = True
                 return
-            await self._open_raft(reply["partners"])
-            log.info("raft: joined as a voter with %s", reply["partners"])
+            # Not a member yet: voters hang up on addresses they do not know, so a node
+            # running pysyncobj before it is added cannot disturb the cluster.
+            self._raft_added = False
+            await self._open_raft(reply["partners"], added=False)
+            await self._request_add()
             return
 
-    async def _on_raft_join(self, peer: str, body: Any) -> dict:
+    async def _request_add(self) -> None:
+        """Ask the leader (through any voter) to add us; it answers once the change commits."""
+        body = {"peer_id": self.peer_id, "raft_addr": self.raft_addr}
+        for rec in self.peers.alive(trio.current_time()):
+            if not rec.descriptor.raft_addr or rec.descriptor.raft_addr == self.raft_addr:
+                continue
+            try:
+                reply = await self.rpc.call(rec.descriptor.peer_id, "raft.add", body, timeout=12)
+            except MeshError as exc:
+                log.info("raft: adding this node through %s failed: %s; will retry", rec.descriptor.name, exc)
+                continue
+            if reply.get("full"):
+                log.info("raft: the mesh filled its voters meanwhile; this node forwards to them")
+                raft, self.raft = self.raft, None
+                await trio.to_thread.run_sync(raft.close)
+                self._membership_file().unlink(missing_ok=True)
+                self._raft_full = True
+                self._advert_now.set()
+                return
+            self._raft_added = True
+            self._save_membership(reply["voters"])
+            log.info("raft: joined as a voter; voters are now %s", reply["voters"])
+            return
+
+    def _join_body(self, body: Any) -> tuple[str, int]:
         if not isinstance(body, dict) or not isinstance(body.get("raft_addr"), str):
-            raise RemoteProtocolError("mesh: raft.join needs a raft_addr")
-        addr = body["raft_addr"]
+            raise RemoteProtocolError("mesh: raft join/add needs a raft_addr")
+        hops = body.get("hops", 0)
+        if not isinstance(hops, int) or hops >= 2:
+            raise MeshError("consensus: the request went through too many nodes; retry with a voter")
+        return body["raft_addr"], hops
+
+    async def _on_raft_join(self, peer: str, body: Any) -> dict:
+        """A node wants to vote: tell it the current voters, or None when the mesh has enough."""
+        addr, _ = self._join_body(body)
         if self.raft is None:
-            voter = self._voter_peer()
-            return await self.rpc.call(voter, "raft.join", body, timeout=8)
-        status = self.raft.status()
-        if addr in status.voters:
-            return {"partners": [v for v in status.voters if v != addr]}
-        if len(status.voters) >= self.settings.raft.voters:
+            raise MeshError("consensus: this node does not vote; ask a voter")
+        voters = self.raft.status().voters
+        if addr not in voters and len(voters) >= self.settings.raft.voters:
             return {"partners": None}
+        return {"partners": [v for v in voters if v != addr]}
+
+    async def _on_raft_add(self, peer: str, body: Any) -> dict:
+        """Add a running joiner as a voter (on the leader; others forward to it)."""
+        addr, hops = self._join_body(body)
+        if self.raft is None:
+            raise MeshError("consensus: this node does not vote; ask a voter")
+        status = self.raft.status()
         if status.role != "leader":
             leader = self.peers.by_raft_addr(status.leader) if status.leader else None
             if leader is None:
                 raise MeshError("consensus: no leader to add a voter right now; retrying")
-            return await self.rpc.call(leader.descriptor.peer_id, "raft.join", body, timeout=8)
+            return await self.rpc.call(leader.descriptor.peer_id, "raft.add", {**body, "hops": hops + 1}, timeout=10)
         async with self._join_lock:
-            # One change at a time: pysyncobj refuses a second membership change until the
-            # first commits, and the first commits only once its new voter runs (which it
-            # does right after our reply). The leader applies a change when it appends it,
-            # so seeing the address among the voters means the change is under way.
-            status = self.raft.status()
-            if addr not in status.voters:
-                await trio.to_thread.run_sync(self.raft.add_voter, addr, 0.0)
-                with trio.move_on_after(3):
-                    while addr not in self.raft.status().voters:
-                        await trio.sleep(0.05)
+            # One change at a time (pysyncobj refuses overlapping membership changes).
             voters = self.raft.status().voters
             if addr not in voters:
-                raise MeshError("consensus: another membership change is under way; retry the join")
-            log.info("raft: added %s (%s) as a voter", addr, peer)
-            return {"partners": [v for v in voters if v != addr]}
+                if len(voters) >= self.settings.raft.voters:
+                    return {"full": True}
+                await trio.to_thread.run_sync(self.raft.add_voter, addr, 8.0)
+                log.info("raft: added %s (%s) as a voter", addr, peer)
+            return {"voters": [v for v in self.raft.status().voters if v != addr]}
 
     def _voter_peer(self) -> str:
         now = trio.current_time()
@@ -556,6 +603,8 @@ class Node:
             return
         spec = _record_spec(record)
         await trio.to_thread.run_sync(self.runtime.load, record.name, self._model_path(record.sha256), spec)
+        log.info("model %s loaded (%s)", record.name, ", ".join(self.runtime.providers))
+        self._advert_now.set()
 
     # -- inference -------------------------------------------------------------------
 
@@ -674,6 +723,7 @@ class Node:
     def _routes(self) -> None:
         self.rpc.route("hello", self._on_hello)
         self.rpc.route("raft.join", self._on_raft_join)
+        self.rpc.route("raft.add", self._on_raft_add)
         self.rpc.route("raft.submit", self._on_raft_submit)
         self.rpc.route("raft.models", self._on_raft_models)
         self.rpc.route("model.fetch", self._on_model_fetch)

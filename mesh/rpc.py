@@ -101,6 +101,8 @@ class RpcPlane:
                         if isinstance(env, Request):
                             if limiter.value == 0:
                                 self.stats["refused_busy"] += 1
+                                log.warning("mesh: refusing %r from %s: %d requests of theirs in flight",
+                                            env.method, stream.peer_id, self._max_handlers)
                                 reply = Reply(id=env.id, ok=False, error="busy: mesh: too many requests in flight")
                                 await self._write(stream, write_lock, reply)
                                 continue

@@ -136,6 +136,8 @@ def test_model_add_copies_file_and_infer_offloads_with_identical_outputs(cluster
                  f"model on {node.name}")
         stored = list((node.data_dir / "models").glob("*.onnx"))
         assert [p.read_bytes() for p in stored] == [model.read_bytes()]
+    wait_for(lambda: any("classifier" in p["models"] for p in c.client().get("/peers")), 10,
+             "gamma to hear which peers serve the model")
     image = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     np.savez(tmp_path / "in.npz", image=image)
     results = {}
@@ -183,8 +185,9 @@ def test_wrong_mesh_key_is_refused(cluster, tmp_path):
         wait_for(lambda: "join:" in s.log_path.read_text(), 20, "the stranger's failed join")
         assert all(p["name"] != "stranger" for p in first.client().get("/peers"))
         assert s.client().get("/peers") == []
-        log = s.log_path.read_text()
-        assert "mesh key" in log
+        assert "mesh key" in s.log_path.read_text()
+        # The refusing side says why, too.
+        wait_for(lambda: "refused a connection" in first.log_path.read_text(), 10, "alpha's refusal in its log")
     finally:
         stranger.stop_all()
 

@@ -1,0 +1,173 @@
+"""Commands of the replicated cluster state and their versioned wire codec.
+
+A command is what goes into the Raft log. Every voter decodes the same bytes
+and feeds them to ``consensus.machine.apply``; the mesh also forwards encoded
+commands from non-voters to a voter (``raft.submit``).
+
+Wire format, version 1: one msgpack map per command, with exactly these keys::
+
+    {"v": 1, "t": "config.set",     "key": str, "value": <plain data>}
+    {"v": 1, "t": "config.get",     "key": str}
+    {"v": 1, "t": "model.register", "record": {name, sha256, size, inputs, outputs, origin}}
+    {"v": 1, "t": "member.add",     "peer_id": str, "raft_addr": "host:port"}
+    {"v": 1, "t": "member.remove",  "peer_id": str}
+
+Decoding is strict: an unknown type, another version, a missing or extra key
+or a badly typed field raises ``RemoteProtocolError``. Unknown commands are
+refused, never guessed at: a newer peer must not have its command half-applied
+by an older one.
+
+Every command must stay idempotent in effect (applying it twice leaves the
+same settings, models and members; only ``revision`` moves): the Raft adapter
+retries a write whose outcome it could not learn, so a write may apply twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar, Union
+
+import msgpack
+
+from crdt.errors import LocalProtocolError, RemoteProtocolError
+
+from ._checks import check_addr, check_key, plain_copy, wire_errors
+from .state import ModelRecord
+
+COMMAND_VERSION = 1
+# A command is one Raft log entry, replicated to every voter and kept in every
+# journal until compaction: keep them small. Model files never go in the log.
+MAX_COMMAND_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigSet:
+    """Set mesh setting ``key`` to ``value`` (plain msgpack data)."""
+
+    TYPE: ClassVar[str] = "config.set"
+    key: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        check_key(self.key, "config key")
+        object.__setattr__(self, "value", plain_copy(self.value, f"value of config key {self.key!r}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigGet:
+    """Read mesh setting ``key`` through the log: a linearizable read."""
+
+    TYPE: ClassVar[str] = "config.get"
+    key: str
+
+    def __post_init__(self) -> None:
+        check_key(self.key, "config key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRegister:
+    """Register a model under ``record.name`` (refused if the name has another hash)."""
+
+    TYPE: ClassVar[str] = "model.register"
+    record: ModelRecord
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.record, ModelRecord):
+            raise LocalProtocolError(
+                f"consensus: ModelRegister needs a ModelRecord, got {type(self.record).__name__}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberAdd:
+    """Record that peer ``peer_id`` votes from Raft address ``raft_addr``."""
+
+    TYPE: ClassVar[str] = "member.add"
+    peer_id: str
+    raft_addr: str
+
+    def __post_init__(self) -> None:
+        check_key(self.peer_id, "member peer id")
+        check_addr(self.raft_addr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRemove:
+    """Forget peer ``peer_id`` as a member."""
+
+    TYPE: ClassVar[str] = "member.remove"
+    peer_id: str
+
+    def __post_init__(self) -> None:
+        check_key(self.peer_id, "member peer id")
+
+
+Command = Union[ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove]
+WRITES = (ConfigSet, ModelRegister, MemberAdd, MemberRemove)
+
+
+def _fields(command: Command) -> dict:
+    if isinstance(command, ModelRegister):
+        return {"record": command.record.to_wire()}
+    return {f.name: getattr(command, f.name) for f in fields(command)}
+
+
+def _model_register(record: Any) -> ModelRegister:
+    return ModelRegister(record=ModelRecord.from_wire(record))
+
+
+# type tag -> (fields on the wire, builder from those fields)
+_DECODERS: dict[str, tuple[frozenset[str], Callable[..., Command]]] = {
+    ConfigSet.TYPE: (frozenset({"key", "value"}), ConfigSet),
+    ConfigGet.TYPE: (frozenset({"key"}), ConfigGet),
+    ModelRegister.TYPE: (frozenset({"record"}), _model_register),
+    MemberAdd.TYPE: (frozenset({"peer_id", "raft_addr"}), MemberAdd),
+    MemberRemove.TYPE: (frozenset({"peer_id"}), MemberRemove),
+}
+
+
+def encode_command(command: Command) -> bytes:
+    """The log-entry bytes of ``command``; our own misuse raises ``LocalProtocolError``."""
+    if not isinstance(command, (ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove)):
+        raise LocalProtocolError(f"consensus: not a command: {type(command).__name__}")
+    data = msgpack.packb({"v": COMMAND_VERSION, "t": command.TYPE, **_fields(command)}, use_bin_type=True)
+    if len(data) > MAX_COMMAND_BYTES:
+        raise LocalProtocolError(
+            f"consensus: {command.TYPE} encodes to {len(data)} bytes, over the {MAX_COMMAND_BYTES} byte "
+            "limit of one Raft entry; keep large data out of the cluster state"
+        )
+    return data
+
+
+def decode_command(data: bytes) -> Command:
+    """Read a command; anything malformed or unknown raises ``RemoteProtocolError``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise RemoteProtocolError(f"consensus: a command must be bytes, got {type(data).__name__}")
+    if len(data) > MAX_COMMAND_BYTES:
+        raise RemoteProtocolError(
+            f"consensus: command of {len(data)} bytes is over the {MAX_COMMAND_BYTES} byte limit"
+        )
+    try:
+        raw = msgpack.unpackb(data, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types (ExtraData, ValueError, ...)
+        raise RemoteProtocolError(f"consensus: command is not valid msgpack ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise RemoteProtocolError(f"consensus: a command must be a map, got {type(raw).__name__}")
+    version = raw.pop("v", None)
+    if type(version) is not int or version != COMMAND_VERSION:
+        raise RemoteProtocolError(
+            f"consensus: command version {version!r} is not supported (this node speaks {COMMAND_VERSION}); "
+            "upgrade the older node"
+        )
+    kind = raw.pop("t", None)
+    if not isinstance(kind, str) or kind not in _DECODERS:
+        raise RemoteProtocolError(
+            f"consensus: unknown command type {kind!r}; known: {sorted(_DECODERS)}"
+        )
+    expected, build = _DECODERS[kind]
+    if set(raw) != expected:
+        raise RemoteProtocolError(
+            f"consensus: {kind} needs exactly the fields {sorted(expected)}, got {sorted(map(str, raw))}"
+        )
+    with wire_errors(kind):
+        return build(**raw)

@@ -1,0 +1,105 @@
+"""The replicated state machine: ``apply(state, command) -> (state, result)``.
+
+Theory of operation
+-------------------
+Every voter applies the same committed commands in the same order, so
+``apply`` must be a pure function of its arguments: no clock, no randomness,
+no IO, no iteration over anything whose order could differ between nodes.
+
+``apply`` never raises. pysyncobj calls it from its tick thread while applying
+the log; an exception there would leave the entry unapplied and be retried on
+every tick, wedging this replica for good. A command that cannot apply returns
+``Refusal(reason)`` with the state unchanged, on every replica alike; the
+caller that submitted it turns the refusal into ``ConsensusError``.
+
+Results are plain msgpack data (the mesh sends them back over RPC):
+
+==============  ===================================================  =====================
+command         result                                               revision
+==============  ===================================================  =====================
+ConfigSet       ``{"key", "value", "revision"}``                     +1
+ConfigGet       ``{"value", "revision"}`` of the entry, or ``None``  unchanged
+ModelRegister   ``{"name", "sha256", "revision"}``                   +1 (refused: unchanged)
+MemberAdd       ``{"peer_id", "raft_addr", "replaced", "revision"}`` +1
+MemberRemove    ``{"peer_id", "removed", "revision"}``               +1
+==============  ===================================================  =====================
+
+``revision`` moves by exactly one per write that is not refused, including
+writes that change nothing (re-setting a value, removing an absent member):
+it counts accepted writes, like etcd's revision counts puts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from crdt.errors import LocalProtocolError
+
+from ._checks import check_addr, check_key
+from .commands import Command, ConfigGet, ConfigSet, MemberAdd, MemberRemove, ModelRegister
+from .state import ClusterState, ConfigEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The result of a command the state machine refused; ``reason`` says why."""
+
+    reason: str
+
+
+def apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
+    """Apply one committed command; returns the new state and the command's result."""
+    try:
+        return _apply(state, command)
+    except LocalProtocolError as exc:
+        # A field check failed: only reachable for a command built around its
+        # constructor's checks, but refusing beats wedging the log.
+        return state, Refusal(str(exc))
+    except Exception as exc:  # a bug here must not stop the replicated log
+        return state, Refusal(f"consensus: could not apply {type(command).__name__}: {exc!r}")
+
+
+def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
+    revision = state.revision + 1
+    if isinstance(command, ConfigGet):
+        entry = state.config.get(check_key(command.key, "config key"))
+        return state, None if entry is None else entry.to_dict()
+
+    if isinstance(command, ConfigSet):
+        key = check_key(command.key, "config key")
+        entry = ConfigEntry(command.value, revision)
+        new = replace(state, revision=revision, config={**state.config, key: entry})
+        return new, {"key": key, "value": entry.value, "revision": revision}
+
+    if isinstance(command, ModelRegister):
+        record = command.record
+        check_key(record.name, "model name")
+        known = state.models.get(record.name)
+        if known is not None and known.sha256 != record.sha256:
+            return state, Refusal(
+                f"consensus: model {record.name!r} is already registered with sha256 "
+                f"{known.sha256[:12]}…, not {record.sha256[:12]}…; "
+                "register the new file under another name"
+            )
+        new = replace(state, revision=revision, models={**state.models, record.name: record})
+        return new, {"name": record.name, "sha256": record.sha256, "revision": revision}
+
+    if isinstance(command, MemberAdd):
+        peer_id = check_key(command.peer_id, "member peer id")
+        addr = check_addr(command.raft_addr)
+        # One Raft address is one voter to pysyncobj: whoever registers it last
+        # owns it (a node re-created with a new identity on the same port).
+        replaced = next((p for p, a in sorted(state.members.items()) if a == addr and p != peer_id), None)
+        members = {p: a for p, a in state.members.items() if p != replaced}
+        members[peer_id] = addr
+        new = replace(state, revision=revision, members=members)
+        return new, {"peer_id": peer_id, "raft_addr": addr, "replaced": replaced, "revision": revision}
+
+    if isinstance(command, MemberRemove):
+        peer_id = check_key(command.peer_id, "member peer id")
+        members = {p: a for p, a in state.members.items() if p != peer_id}
+        new = replace(state, revision=revision, members=members)
+        return new, {"peer_id": peer_id, "removed": peer_id in state.members, "revision": revision}
+
+    return state, Refusal(f"consensus: unknown command {type(command).__name__}; refused")

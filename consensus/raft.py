@@ -1,0 +1,477 @@
+"""``RaftLog``: pysyncobj behind the ``Log`` port. The only module that imports pysyncobj.
+
+Theory of operation
+-------------------
+pysyncobj owns a tick thread that runs Raft, its TCP transport and the
+journal. Commands enter the log as our msgpack bytes through one replicated
+method (``_Machine.apply_entry``), which decodes them and calls the pure
+``apply``; the submitting thread blocks until its own node has applied the
+entry and gets ``apply``'s result back. pysyncobj forwards a follower's
+command to the leader itself.
+
+Settings, and why (``DEPENDENCY-NOTES.md``, pysyncobj section):
+
+* ``password`` is required: without it pysyncobj unpickles whatever reaches
+  its port (``tcp_connection.py``); with it, a frame that does not decrypt is
+  dropped before unpickling. The port binds the node's own address, never a
+  wildcard (``transport.py`` binds 0.0.0.0 when ``bindAddress`` is unset).
+* ``journalFile`` and ``fullDumpFile`` live in ``data_dir``: a restarted node
+  keeps its log, its term and vote (``journal.py`` stores them in
+  ``<journal>.meta``) and its snapshot. ``useFork=False``: compaction must not
+  fork a process full of threads.
+* Elections in 0.3–0.6 s, heartbeats every 30 ms, no batching (one write
+  ~1 ms instead of ~100 ms), a leader without a majority for 2 s steps down
+  (the default is 30 s, during which a cut-off leader keeps believing it
+  leads), reconnect every 0.5 s.
+
+Invariants and hazards:
+
+* A timed-out command is not cancelled: it may still commit later. Every
+  command is idempotent, so callers may retry; ``submit`` itself retries
+  while the outcome is "not appended" or "unknown" and time remains.
+* ``submit`` waits for a known leader before handing a command to pysyncobj:
+  with no leader, pysyncobj would queue the command indefinitely and apply it
+  minutes later, long after the caller saw ``ConsensusUnavailable``.
+* pysyncobj's tick thread stops as soon as the thread that built the SyncObj
+  exits (``syncobj.py``, ``_autoTickThread`` checks ``mainThread.is_alive()``).
+  A ``trio.to_thread`` worker exits after ~10 s idle, which would silently
+  stop Raft; so the SyncObj is built on a thread this class owns until
+  ``close()``.
+* A membership change is applied by the leader as soon as it is appended
+  (before it commits). Growing a one-voter cluster to two therefore needs the
+  new node running before the change can commit: start the joiner with
+  ``partners`` = the current voters, then call ``add_voter`` on any voter.
+  Until it is added the joiner cannot disturb anyone: voters hang up on a
+  connection from an address they do not know, so it never starts an election.
+* The journal saves the commit index only once a second; ``close()`` saves it,
+  so a cleanly restarted node replays every entry it knew to be committed
+  before its constructor returns. A snapshot that does not load fails the
+  constructor (pysyncobj itself would log it and run on from an empty state).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pysyncobj import (
+    _RAFT_STATE,
+    FAIL_REASON,
+    SyncObj,
+    SyncObjConf,
+    SyncObjConsumer,
+    SyncObjException,
+    replicated,
+)
+
+from crdt.errors import LocalProtocolError, RemoteProtocolError
+
+from ._checks import check_addr, check_timeout
+from .commands import Command, decode_command, encode_command
+from .errors import ConsensusError, ConsensusUnavailable
+from .log import RaftStatus, Role
+from .machine import Refusal, apply
+from .state import ClusterState, decode_state, encode_state
+
+log = logging.getLogger("meshnode.consensus")
+
+JOURNAL_FILE = "raft.journal"
+SNAPSHOT_FILE = "raft.snapshot"
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*"})
+_ROLES: dict[int, Role] = {
+    _RAFT_STATE.FOLLOWER: "follower",
+    _RAFT_STATE.CANDIDATE: "candidate",
+    _RAFT_STATE.LEADER: "leader",
+}
+# Outcomes after which the command was not appended, or its fate is unknown
+# (leader changed before answering): safe to retry, every command being idempotent.
+_RETRY = frozenset(
+    {
+        FAIL_REASON.MISSING_LEADER,
+        FAIL_REASON.NOT_LEADER,
+        FAIL_REASON.LEADER_CHANGED,
+        FAIL_REASON.DISCARDED,
+        FAIL_REASON.UNKNOWN_OUTCOME,
+    }
+)
+_REASONS = {v: k.lower().replace("_", " ") for k, v in vars(FAIL_REASON).items() if k.isupper()}
+_POLL = 0.01  # seconds between looks at pysyncobj's leader while waiting for one
+_RETRY_PAUSE = 0.05
+_STARTUP_LIMIT = 10.0  # seconds a constructor waits for pysyncobj's first tick
+_REPLAY_STALL = 1.0  # seconds without replay progress after which the leader must fill in
+
+
+def _settings(password: str, bind_addr: str, data_dir: Path, on_state_changed: Callable) -> SyncObjConf:
+    return SyncObjConf(
+        password=password,
+        bindAddress=bind_addr,
+        dynamicMembershipChange=True,
+        journalFile=str(data_dir / JOURNAL_FILE),
+        fullDumpFile=str(data_dir / SNAPSHOT_FILE),
+        useFork=False,
+        raftMinTimeout=0.3,
+        raftMaxTimeout=0.6,
+        appendEntriesPeriod=0.03,
+        appendEntriesUseBatch=False,
+        # Bigger batches avoid most of the harmless-but-loud resends (DEPENDENCY-NOTES).
+        appendEntriesBatchSizeBytes=1024 * 1024,
+        leaderFallbackTimeout=2.0,
+        connectionTimeout=2.0,
+        connectionRetryTime=0.5,
+        commandsWaitLeader=True,
+        # A taken port fails the constructor in ~0.5 s instead of retrying forever.
+        bindRetryTime=0.2,
+        maxBindRetries=3,
+        onStateChanged=on_state_changed,
+    )
+
+
+class _Machine(SyncObjConsumer):
+    """The replicated part: the cluster state and the one replicated method."""
+
+    def __init__(self, on_applied: Callable[[ClusterState], None] | None) -> None:
+        super().__init__()
+        self.state = ClusterState()
+        self.fault: str | None = None  # set when a snapshot could not be read
+        self.snapshot_loaded = False
+        self._on_applied = on_applied
+
+    @replicated
+    def apply_entry(self, data: bytes) -> Any:
+        """Apply one committed log entry (runs on pysyncobj's thread; must never raise)."""
+        try:
+            command = decode_command(data)
+        except RemoteProtocolError as exc:
+            return Refusal(str(exc))
+        new, result = apply(self.state, command)
+        if new is not self.state:
+            self.state = new
+            self._notify()
+        return result
+
+    def _serialize(self) -> dict:
+        # pysyncobj pickles this into the snapshot file; we keep our own format inside.
+        return {"state": encode_state(self.state)}
+
+    def _deserialize(self, data: dict) -> None:
+        try:
+            self.state = decode_state(data["state"])
+        except (RemoteProtocolError, KeyError, TypeError) as exc:
+            # pysyncobj would log and carry on from an empty state: refuse to serve instead.
+            self.fault = (
+                f"consensus: the Raft snapshot could not be read ({exc}); this node's state is unknown"
+            )
+            log.error("%s", self.fault)
+            return
+        self.fault = None
+        self.snapshot_loaded = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._on_applied is None:
+            return
+        try:
+            self._on_applied(self.state)
+        except Exception:  # the callback must not break the log
+            log.exception("consensus: on_applied callback failed")
+
+
+class _RaftNode(SyncObj):
+    """SyncObj that also saves the commit index when it stops."""
+
+    def _doDestroy(self) -> None:
+        # journal.py writes the commit index once a second; save it on a clean stop
+        # so a restarted node replays every entry it knew to be committed.
+        journal = getattr(self, "_SyncObj__raftLog", None)
+        if journal is not None:
+            journal.onOneSecondTimer()
+        super()._doDestroy()
+
+
+class RaftLog:
+    """A ``Log`` replicated by pysyncobj over its own password-protected TCP port.
+
+    ``partners`` are the other voters' Raft addresses (``"host:port"``). To
+    bootstrap a cluster, start one node with no partners. To join one, start
+    the new node with ``partners`` = the current voters, then call
+    ``add_voter(new_addr, ...)`` on any voter. To restart, pass the same
+    ``data_dir`` and the voters as they were. ``on_applied`` is called with the
+    new state after every applied write, on pysyncobj's thread: keep it short.
+    """
+
+    def __init__(
+        self,
+        self_addr: str,
+        partners: list[str],
+        password: str,
+        data_dir: Path,
+        on_applied: Callable[[ClusterState], None] | None = None,
+        bind_host: str | None = None,
+    ) -> None:
+        self._self_addr = check_addr(self_addr, "self raft address")
+        partners = sorted({check_addr(p, "partner raft address") for p in partners} - {self._self_addr})
+        if not isinstance(password, str) or not password:
+            raise LocalProtocolError(
+                "consensus: a Raft password is required (without one pysyncobj unpickles whatever "
+                "reaches its port)"
+            )
+        host, _, port = self._self_addr.rpartition(":")
+        bind_host = host if bind_host is None else bind_host
+        if not isinstance(bind_host, str) or not bind_host or bind_host in _WILDCARDS:
+            raise LocalProtocolError(
+                f"consensus: the Raft port must bind this node's own address, not {bind_host!r}"
+            )
+        self._data_dir = Path(data_dir)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._role: Role = "follower"
+        self._machine = _Machine(on_applied)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._release = threading.Event()
+        conf = _settings(password, f"{bind_host}:{port}", self._data_dir, self._on_state_changed)
+        had_snapshot = (self._data_dir / SNAPSHOT_FILE).exists()
+        self._node = self._start(conf, partners, f"{bind_host}:{port}")
+        try:
+            self._wait_replayed(had_snapshot)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"RaftLog({self._self_addr!r}, {'closed' if self._closed else self._role})"
+
+    # -- the Log port ---------------------------------------------------------------
+
+    def submit(self, command: Command, timeout: float) -> Any:
+        """Commit ``command`` through the leader and return ``apply()``'s result on this node."""
+        check_timeout(timeout, allow_zero=False)
+        data = encode_command(command)
+        self._check_usable(f"commit {command.TYPE}")
+        deadline = time.monotonic() + timeout
+        handed_over = False
+        while True:
+            self._wait_for_leader(deadline, f"commit {command.TYPE}", timeout, handed_over=handed_over)
+            handed_over = True
+            try:
+                result = self._machine.apply_entry(data, sync=True, timeout=self._left(deadline))
+                break
+            except SyncObjException as exc:
+                if exc.errorCode in _RETRY and time.monotonic() + _RETRY_PAUSE < deadline:
+                    time.sleep(_RETRY_PAUSE)
+                    continue
+                raise ConsensusUnavailable(
+                    self._unavailable(f"commit {command.TYPE}", timeout, exc.errorCode)
+                ) from None
+        if isinstance(result, Refusal):
+            raise ConsensusError(result.reason)
+        return result
+
+    def state(self) -> ClusterState:
+        """The state applied on this node."""
+        if self._machine.fault:
+            raise ConsensusError(self._machine.fault)
+        return self._machine.state
+
+    def status(self) -> RaftStatus:
+        """This node's Raft view (read from pysyncobj's thread without locking: a snapshot)."""
+        leader = self._node._getLeader()
+        return RaftStatus(
+            role=self._role,
+            leader=None if leader is None else leader.id,
+            term=self._node.raftCurrentTerm,
+            commit_index=self._node.raftCommitIndex,
+            last_applied=self._node.raftLastApplied,
+            voters=self._voters(),
+            self_addr=self._self_addr,
+        )
+
+    def add_voter(self, addr: str, timeout: float) -> None:
+        """Add the node at ``addr`` as a voter, waiting until the change commits.
+
+        The node must already run with ``partners`` = the current voters (a
+        two-voter cluster cannot commit without it). ``timeout=0`` hands the
+        change to the leader and returns at once, without knowing the outcome.
+        """
+        addr = check_addr(addr)
+        check_timeout(timeout, allow_zero=True)
+        self._check_usable(f"add voter {addr}")
+        if addr in self._voters():
+            return
+        self._change_membership("add", addr, timeout)
+
+    def remove_voter(self, addr: str, timeout: float) -> None:
+        """Remove the node at ``addr`` from the voters, waiting until the change commits.
+
+        A node cannot remove itself (pysyncobj refuses a leader removing itself):
+        call this on another voter. ``timeout=0`` returns without waiting.
+        """
+        addr = check_addr(addr)
+        check_timeout(timeout, allow_zero=True)
+        if addr == self._self_addr:
+            raise LocalProtocolError("consensus: a node cannot remove itself as a voter; ask another voter")
+        self._check_usable(f"remove voter {addr}")
+        if addr not in self._voters():
+            return
+        self._change_membership("remove", addr, timeout)
+
+    def close(self) -> None:
+        """Stop pysyncobj's thread, its port and the journal. Safe to call twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._node.destroy_synchronous()
+        self._release.set()
+        self._owner.join()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _start(self, conf: SyncObjConf, partners: list[str], bind_addr: str) -> _RaftNode:
+        built: queue.Queue = queue.Queue(maxsize=1)
+
+        def own() -> None:
+            try:
+                node = _RaftNode(self._self_addr, partners, conf, consumers=[self._machine])
+            except Exception as exc:
+                built.put(exc)
+                return
+            try:
+                node.waitBinded()
+            except SyncObjException as exc:
+                node.destroy_synchronous()
+                built.put(exc)
+                return
+            built.put(node)
+            self._release.wait()  # pysyncobj ticks only while this thread lives
+
+        self._owner = threading.Thread(target=own, name=f"meshnode-raft {self._self_addr}", daemon=True)
+        self._owner.start()
+        outcome = built.get()
+        if isinstance(outcome, SyncObjException):
+            self._owner.join()
+            raise ConsensusError(
+                f"consensus: cannot listen for Raft on {bind_addr} (is the port taken?); "
+                "choose another raft port"
+            )
+        if isinstance(outcome, Exception):
+            self._owner.join()
+            raise ConsensusError(
+                f"consensus: cannot open the Raft journal in {self._data_dir} ({outcome!r}); "
+                "move the directory aside to start this node afresh"
+            ) from outcome
+        return outcome
+
+    def _wait_replayed(self, had_snapshot: bool) -> None:
+        # A restarted node loads its snapshot and replays its journal on the tick
+        # thread's first tick; wait for that so state() is whole from the start.
+        # pysyncobj only logs a snapshot it cannot read and carries on from an
+        # empty state: refuse to start instead (DESIGN: corrupt files are reported).
+        ticked = threading.Event()
+        self._node.addOnTickCallback(ticked.set)  # runs after a tick's snapshot load
+        try:
+            ticked.wait(_STARTUP_LIMIT)
+        finally:
+            self._node.removeOnTickCallback(ticked.set)
+        if had_snapshot and not self._machine.snapshot_loaded:
+            raise ConsensusError(
+                f"consensus: the Raft snapshot {self._data_dir / SNAPSHOT_FILE} could not be read "
+                f"({self._machine.fault or 'see the pysyncobj log'}); move {self._data_dir} aside "
+                "and join the cluster afresh"
+            )
+        target, applied = self._node.raftCommitIndex, self._node.raftLastApplied
+        stall = time.monotonic() + _REPLAY_STALL
+        while self._node.raftLastApplied < target and self._node.tick_thread_alive():
+            if self._node.raftLastApplied != applied:
+                applied, stall = self._node.raftLastApplied, time.monotonic() + _REPLAY_STALL
+            elif time.monotonic() > stall:
+                # The journal ends before the saved commit index (entries lost in a
+                # crash): the leader will send them again.
+                log.warning(
+                    "consensus: journal in %s ends at entry %d, before the committed %d; "
+                    "waiting for the leader to resend", self._data_dir, applied, target,
+                )
+                return
+            time.sleep(_POLL)
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        self._role = _ROLES.get(new, "follower")
+
+    def _voters(self) -> list[str]:
+        return sorted({self._self_addr} | {node.id for node in self._node.otherNodes})
+
+    def _reachable(self) -> int:
+        return 1 + sum(1 for node in self._node.otherNodes if self._node.isNodeConnected(node))
+
+    def _check_usable(self, what: str) -> None:
+        if self._closed:
+            raise LocalProtocolError(f"consensus: cannot {what}: the Raft log is closed")
+        if self._machine.fault:
+            raise ConsensusError(self._machine.fault)
+
+    @staticmethod
+    def _left(deadline: float) -> float:
+        return max(deadline - time.monotonic(), 0.001)
+
+    def _unavailable(self, what: str, timeout: float, why: Any, *, handed_over: bool = True) -> str:
+        reason = "timed out" if why == "Timeout" else _REASONS.get(why, str(why))
+        leader = self._node._getLeader()
+        outcome = (
+            "It may still apply once a majority is back; retrying is safe"
+            if handed_over
+            else "Nothing was submitted; start or reconnect a majority of the voters"
+        )
+        return (
+            f"consensus: no majority: could not {what} within {timeout:g} s ({reason}; "
+            f"leader {leader.id if leader else 'unknown'}, {self._reachable()} of {len(self._voters())} "
+            f"voters reachable). {outcome}"
+        )
+
+    def _wait_for_leader(self, deadline: float, what: str, timeout: float, *, handed_over: bool) -> None:
+        # With no leader pysyncobj would queue the command until one appears, and
+        # apply it long after our caller gave up: only hand it over to a leader.
+        while self._node._getLeader() is None:
+            if time.monotonic() >= deadline:
+                raise ConsensusUnavailable(
+                    self._unavailable(what, timeout, "no Raft leader known", handed_over=handed_over)
+                )
+            time.sleep(_POLL)
+
+    def _change_membership(self, kind: str, addr: str, timeout: float) -> None:
+        change = self._node.addNodeToCluster if kind == "add" else self._node.removeNodeFromCluster
+        wanted = (lambda: addr in self._voters()) if kind == "add" else (lambda: addr not in self._voters())
+        what = f"{kind} voter {addr}"
+        if timeout == 0:
+            change(addr)
+            return
+        deadline = time.monotonic() + timeout
+        handed_over = False
+        while True:
+            self._wait_for_leader(deadline, what, timeout, handed_over=handed_over)
+            handed_over = True
+            done = threading.Event()
+            outcome: list[int] = []
+
+            def finished(result: Any, error: int) -> None:
+                outcome.append(error)
+                done.set()
+
+            change(addr, callback=finished)
+            if not done.wait(self._left(deadline)):
+                hint = "; the new node must run with partners = the current voters" if kind == "add" else ""
+                raise ConsensusUnavailable(self._unavailable(what, timeout, "Timeout") + hint)
+            error = outcome[0]
+            if error == FAIL_REASON.SUCCESS:
+                return
+            # REQUEST_DENIED: a new leader changes membership only after its first
+            # entry commits, or another change is under way. Retry while time remains.
+            retry = error in _RETRY or error == FAIL_REASON.REQUEST_DENIED
+            if retry and time.monotonic() + _RETRY_PAUSE < deadline:
+                time.sleep(_RETRY_PAUSE)
+                if wanted():
+                    return
+                continue
+            raise ConsensusUnavailable(self._unavailable(what, timeout, error))

@@ -1,0 +1,174 @@
+"""The Raft-replicated cluster state: plain, frozen data.
+
+``ClusterState`` is what every voter holds after applying the same committed
+commands in the same order (``consensus.machine.apply``). It is never mutated:
+each applied write produces a new value, so a reader on another thread always
+sees one whole revision.
+
+``encode_state`` / ``decode_state`` are the snapshot format (pysyncobj writes
+it into its full-dump file on log compaction and sends it to followers that
+fell behind the compacted log): versioned msgpack, like the commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from crdt.errors import LocalProtocolError, RemoteProtocolError
+
+from ._checks import check_addr, check_count, check_key, plain_copy, wire_errors
+
+STATE_VERSION = 1
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _frozen_map(value: Mapping) -> Mapping:
+    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One mesh setting: its value and the cluster revision that wrote it."""
+
+    value: Any
+    revision: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", plain_copy(self.value, "config value"))
+        check_count(self.revision, "config revision")
+
+    def to_dict(self) -> dict:
+        """``{"value", "revision"}``, what a ``ConfigGet`` returns."""
+        return {"value": self.value, "revision": self.revision}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """A registered model: content hash, size, I/O specs and the peer holding the file.
+
+    ``inputs`` / ``outputs`` are opaque msgpack-able dicts owned by the inference
+    layer; they are stored as private copies.
+    """
+
+    name: str
+    sha256: str
+    size: int
+    inputs: list[dict]
+    outputs: list[dict]
+    origin: str
+
+    def __post_init__(self) -> None:
+        check_key(self.name, "model name")
+        if (
+            not isinstance(self.sha256, str)
+            or len(self.sha256) != 64
+            or not set(self.sha256) <= _SHA256_HEX
+        ):
+            raise LocalProtocolError(
+                f"consensus: model {self.name!r} sha256 must be 64 lowercase hex digits, got {self.sha256!r}"
+            )
+        check_count(self.size, f"model {self.name!r} size")
+        for side in ("inputs", "outputs"):
+            specs = getattr(self, side)
+            if not isinstance(specs, (list, tuple)) or not all(isinstance(s, dict) for s in specs):
+                raise LocalProtocolError(
+                    f"consensus: model {self.name!r} {side} must be a list of dicts, got {specs!r:.80}"
+                )
+            object.__setattr__(self, side, plain_copy(list(specs), f"model {self.name!r} {side}"))
+        check_key(self.origin, f"model {self.name!r} origin peer id")
+
+    def to_wire(self) -> dict:
+        """The record as a plain dict (field name -> value)."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "size": self.size,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ModelRecord:
+        """Read a record from a peer; anything malformed raises ``RemoteProtocolError``."""
+        fields = ("name", "sha256", "size", "inputs", "outputs", "origin")
+        if not isinstance(data, dict) or set(data) != set(fields):
+            raise RemoteProtocolError(
+                f"consensus: malformed model record: expected the fields {list(fields)}, "
+                f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}"
+            )
+        with wire_errors("model record"):
+            return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """Everything the voters agree on, at one revision.
+
+    ``revision`` is bumped by exactly one for every write command that applied
+    without refusal; reads and refused writes leave it alone. ``members`` maps a
+    peer id to its Raft address: the voter set as the application knows it.
+    The mappings are read-only views.
+    """
+
+    revision: int = 0
+    config: Mapping[str, ConfigEntry] = field(default_factory=dict)
+    models: Mapping[str, ModelRecord] = field(default_factory=dict)
+    members: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_count(self.revision, "cluster revision")
+        for name in ("config", "models", "members"):
+            object.__setattr__(self, name, _frozen_map(getattr(self, name)))
+
+
+def encode_state(state: ClusterState) -> bytes:
+    """The snapshot bytes of ``state`` (versioned msgpack)."""
+    return msgpack.packb(
+        {
+            "v": STATE_VERSION,
+            "revision": state.revision,
+            "config": {k: e.to_dict() for k, e in state.config.items()},
+            "models": {k: r.to_wire() for k, r in state.models.items()},
+            "members": dict(state.members),
+        },
+        use_bin_type=True,
+    )
+
+
+def decode_state(data: bytes) -> ClusterState:
+    """Read a snapshot; corrupt or foreign bytes raise ``RemoteProtocolError``."""
+    try:
+        raw = msgpack.unpackb(data, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise RemoteProtocolError(f"consensus: snapshot is not msgpack ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
+        raise RemoteProtocolError(
+            f"consensus: snapshot version must be {STATE_VERSION}, got "
+            f"{raw.get('v') if isinstance(raw, dict) else type(raw).__name__!r}"
+        )
+    if set(raw) != {"v", "revision", "config", "models", "members"}:
+        raise RemoteProtocolError(f"consensus: snapshot has the wrong fields {sorted(raw)}")
+    if not all(isinstance(raw[k], dict) for k in ("config", "models", "members")):
+        raise RemoteProtocolError("consensus: snapshot config, models and members must be maps")
+    with wire_errors("snapshot"):
+        config = {}
+        for key, entry in raw["config"].items():
+            check_key(key, "config key")
+            if not isinstance(entry, dict) or set(entry) != {"value", "revision"}:
+                raise LocalProtocolError(f"consensus: config entry {key!r} must be {{value, revision}}")
+            config[key] = ConfigEntry(entry["value"], entry["revision"])
+        models = {}
+        for name, record in raw["models"].items():
+            models[name] = ModelRecord.from_wire(record)
+            if models[name].name != name:
+                raise LocalProtocolError(
+                    f"consensus: model filed under {name!r} is named {models[name].name!r}"
+                )
+        members = {check_key(p, "member peer id"): check_addr(a) for p, a in raw["members"].items()}
+        return ClusterState(revision=raw["revision"], config=config, models=models, members=members)
