@@ -10,8 +10,9 @@ model, whether it has the model loaded, and the measured round trip.
   start locally and sending tensors over py-libp2p is not (~2 ms per round trip,
   50-70 MB/s), so a node offloads only when it must.
 * When the local queue is full, the request goes to the peer that has the model
-  and the most spare capacity: lowest ``queue / max_queue``, then lowest RTT,
-  then peer id so every node breaks ties the same way.
+  and the most spare capacity: lowest ``queue / max_queue``, then the stronger
+  tier (cloud over edge over device), then lowest RTT, then peer id so every
+  node breaks ties the same way.
 * When no such peer has room either, the request is refused with
   ``Overloaded``: queues are bounded and refuse rather than grow without end.
 
@@ -40,6 +41,7 @@ class PeerLoad:
     max_queue: int
     has_model: bool
     rtt_ms: float
+    strength: int = 0  # tier rank (device 0, edge 1, cloud 2): ties go to the stronger peer
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer, str) or not self.peer:
@@ -73,5 +75,5 @@ def choose_target(local_queue: int, local_max_queue: int, peers: Sequence[PeerLo
             f"inference: this node is busy (queue {local_queue}/{local_max_queue}) and none of "
             f"the {with_model} peers with the model has room; retry later or add capacity"
         )
-    best = min(candidates, key=lambda p: (p.queue / p.max_queue, p.rtt_ms, p.peer))
+    best = min(candidates, key=lambda p: (p.queue / p.max_queue, -p.strength, p.rtt_ms, p.peer))
     return best.peer

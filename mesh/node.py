@@ -67,6 +67,7 @@ ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
 MODEL_CHUNK = 1024 * 1024
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
+TIER_STRENGTH = {"device": 0, "edge": 1, "cloud": 2}
 
 
 def raft_password(psk_hex: str) -> str:
@@ -623,6 +624,7 @@ class Node:
                 max_queue=r.load.max_queue,
                 has_model=model in r.load.models,
                 rtt_ms=0.0,
+                strength=TIER_STRENGTH.get(r.descriptor.tier, 0),
             )
             for r in self.peers.alive(now)
         ]

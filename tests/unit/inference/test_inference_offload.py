@@ -56,3 +56,17 @@ def test_bad_loads_are_refused_when_built() -> None:
         peer("")
     with pytest.raises(LocalProtocolError):
         choose_target(-1, 4, [])
+
+
+def test_equal_load_goes_to_the_stronger_tier():
+    from inference import PeerLoad, choose_target
+
+    peers = [
+        PeerLoad("a-device", 0, 4, True, 0.1, strength=0),
+        PeerLoad("b-cloud", 0, 4, True, 5.0, strength=2),
+        PeerLoad("c-edge", 0, 4, True, 1.0, strength=1),
+    ]
+    assert choose_target(0, 0, peers) == "b-cloud"
+    # Spare capacity still comes first.
+    busy_cloud = [PeerLoad("b-cloud", 3, 4, True, 0.1, strength=2), PeerLoad("a-device", 0, 4, True, 0.1)]
+    assert choose_target(0, 0, busy_cloud) == "a-device"
