@@ -45,6 +45,13 @@ def reports_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except MeshError as exc:
             fail(str(exc))
+        except BaseExceptionGroup as group:  # an error raised inside the node's task nursery
+            found = group.subgroup(lambda e: isinstance(e, MeshError))
+            if found is None:
+                raise
+            while isinstance(found, BaseExceptionGroup):
+                found = found.exceptions[0]
+            fail(str(found))
 
     return wrapper
 

@@ -11,6 +11,7 @@ mode 0600), the Raft journal, the sensor-state SQLite file and the model files.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from pathlib import Path
@@ -25,6 +26,7 @@ NODE_FILE = "node.yaml"
 IDENTITY_FILE = "identity.key"
 MESH_KEY_FILE = "mesh.key"
 API_ADDR_FILE = "api.addr"
+LOCK_FILE = "node.lock"
 
 Tier = Literal["device", "edge", "cloud"]
 TIERS = ("device", "edge", "cloud")
@@ -176,3 +178,37 @@ def read_mesh_key(path: Path) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise ConfigError(f"config: {path} is not a mesh key (expected 64 hex characters)")
     return text.lower()
+
+
+class DataDirLock:
+    """One running node per data dir: an exclusive ``flock`` on ``node.lock``.
+
+    Two nodes on one data dir would share an identity and, because py-libp2p
+    listens with SO_REUSEPORT, silently steal each other's connections. The
+    kernel drops the lock when the process dies, so a crash never leaves a
+    stale lock behind.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DataDirLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"run: a node is already running in {self.path.parent} (pid {holder}); stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

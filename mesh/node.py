@@ -55,7 +55,8 @@ from inference import (
     validate_inputs,
 )
 
-from .config import Config, read_identity, read_mesh_key, MESH_KEY_FILE
+from .api import serve_api as serve_api_task
+from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import DialError, Host, split_peer_addr
 from .peers import Descriptor, Load, PeerTable
 from .rpc import RpcPlane
@@ -149,26 +150,25 @@ class Node:
     @asynccontextmanager
     async def start(cls, config: Config, *, serve_api: bool = True) -> AsyncIterator["Node"]:
         """Run a node for the duration of the ``async with`` block."""
-        async with trio.open_nursery() as nursery:
-            node = cls(config, nursery)
-            try:
-                async with node.host.running():
-                    await node._start_raft()
-                    await nursery.start(node.state.run, node._send_sync)
-                    nursery.start_soon(node._join_loop)
-                    nursery.start_soon(node._advert_loop)
-                    nursery.start_soon(node._model_loop)
-                    if serve_api:
-                        from .api import serve_api as _serve
-
-                        node.api_addr = await nursery.start(_serve, node)
-                    log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
-                    try:
-                        yield node
-                    finally:
-                        nursery.cancel_scope.cancel()
-            finally:
-                node._close()
+        with DataDirLock(Path(config.data_dir)):
+            async with trio.open_nursery() as nursery:
+                node = cls(config, nursery)
+                try:
+                    async with node.host.running():
+                        await node._start_raft()
+                        await nursery.start(node.state.run, node._send_sync)
+                        nursery.start_soon(node._join_loop)
+                        nursery.start_soon(node._advert_loop)
+                        nursery.start_soon(node._model_loop)
+                        if serve_api:
+                            node.api_addr = await nursery.start(serve_api_task, node)
+                        log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
+                        try:
+                            yield node
+                        finally:
+                            nursery.cancel_scope.cancel()
+                finally:
+                    node._close()
 
     def _close(self) -> None:
         if self.raft is not None:

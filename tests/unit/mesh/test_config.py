@@ -63,3 +63,14 @@ def test_secrets_are_private_and_checked(tmp_path):
     (tmp_path / "mesh.key").write_text("zz\n")
     with pytest.raises(ConfigError, match="64 hex"):
         read_mesh_key(tmp_path / "mesh.key")
+
+
+def test_one_node_per_data_dir(tmp_path):
+    from mesh.config import DataDirLock
+
+    with DataDirLock(tmp_path):
+        with pytest.raises(ConfigError, match=rf"already running in .* \(pid {os.getpid()}\)"):
+            with DataDirLock(tmp_path):
+                pass
+    with DataDirLock(tmp_path):  # released on exit
+        pass
