@@ -23,6 +23,7 @@ def test_demo_runs_and_leaves_nothing_behind(tmp_path):
     for needle in ("every node sees every other", "leader is", "home.mode = 'away'", "3 readings on all 3 nodes",
                    "offloaded to", "identical outputs everywhere", "summary"):
         assert needle in text, f"{needle!r} missing from:\n{text}"
+    assert f"nodes in {env_tmp}/meshnode-demo-" in text
     # The demo's node dirs are gone (other libraries may leave their own dotfiles in TMPDIR).
     assert list(env_tmp.glob("meshnode-demo-*")) == []
 
