@@ -191,6 +191,9 @@ class Node:
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
+        rec = self.peers.get(peer)
+        if rec is not None and rec.connected and not connected:
+            log.info("peer %s (%s) disconnected", rec.descriptor.name, peer)
         self.peers.connection(peer, connected)
         if not connected:
             self.rpc.forget(peer)
@@ -202,7 +205,7 @@ class Node:
 
     def _learn(self, desc: Descriptor) -> None:
         if self.peers.heard(desc, trio.current_time()):
-            log.info("peer %s (%s, %s) joined", desc.name, desc.peer_id, desc.tier)
+            log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
             self._advert_now.set()
         if desc.addrs:

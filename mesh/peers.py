@@ -134,7 +134,7 @@ class PeerTable:
         self._peers: dict[str, PeerRecord] = {}
 
     def heard(self, desc: Descriptor, now: float) -> bool:
-        """Record a hello or advert; returns True when the peer is new."""
+        """Record a hello or advert; True when the peer is new or back from "gone"."""
         if desc.peer_id == self._self:
             return False
         old = self._peers.get(desc.peer_id)
@@ -142,7 +142,7 @@ class PeerTable:
             self._peers[desc.peer_id] = PeerRecord(descriptor=desc, connected=True, last_heard=now)
             return True
         self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now)
-        return False
+        return old.state(now) == "gone"
 
     def set_load(self, peer_id: str, load: Load, now: float) -> None:
         """Record an advert's load for a known peer."""
@@ -151,10 +151,11 @@ class PeerTable:
             self._peers[peer_id] = replace(old, load=load, last_heard=now, connected=True)
 
     def connection(self, peer_id: str, connected: bool) -> None:
-        """libp2p's connection hint."""
+        """libp2p's connection hint. Only a loss counts: a peer is back when it speaks
+        (hello or advert), so that coming back is seen as an event by ``heard``."""
         old = self._peers.get(peer_id)
-        if old is not None:
-            self._peers[peer_id] = replace(old, connected=connected)
+        if old is not None and not connected:
+            self._peers[peer_id] = replace(old, connected=False)
 
     def get(self, peer_id: str) -> PeerRecord | None:
         """The record of ``peer_id``, if known."""

@@ -205,6 +205,14 @@ def test_follower_restart_keeps_its_data(cluster):
     assert wait_for(lambda: cli("config", "get", "while.down", *d(follower)).stdout.strip() == "1", 20,
                     "the write made while the follower was down")
     cluster.wait_mesh()
+    # Sensor sync resumes both ways with the restarted node.
+    other = next(n for n in cluster.nodes if n is not follower)
+    assert cli("state", "put", "after/restart", "from-other", *d(other)).returncode == 0
+    assert cli("state", "put", "after/restart2", "from-follower", *d(follower)).returncode == 0
+    wait_for(lambda: follower.client().get("/state/get", key="after/restart")["value"] == "from-other", 10,
+             "a new write to reach the restarted follower")
+    wait_for(lambda: other.client().get("/state/get", key="after/restart2")["value"] == "from-follower", 10,
+             "the restarted follower's write to reach a peer")
 
 
 def test_client_without_running_node_fails_clearly(tmp_path):

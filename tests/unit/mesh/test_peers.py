@@ -57,3 +57,14 @@ def test_malformed_load_is_refused():
         Load.from_wire({"queue": -1, "max_queue": 1})
     with pytest.raises(RemoteProtocolError):
         Load.from_wire({"queue": 0, "max_queue": 1, "models": "m"})
+
+
+def test_a_peer_back_from_gone_counts_as_joining_again():
+    table = PeerTable("me")
+    assert table.heard(desc(), now=0.0) is True
+    table.connection("p1", False)
+    table.connection("p1", True)  # a new connection alone is only a hint
+    assert table.get("p1").state(1.0) == "gone"
+    assert table.heard(desc(), now=1.0) is True  # it spoke again: sync and adverts must restart
+    assert table.heard(desc(), now=2.0) is False
+    assert table.heard(desc(), now=2.0 + GONE_AFTER + 1) is True  # silent too long, then heard again
