@@ -53,6 +53,7 @@ class InferenceSettings(_Section):
     """Local inference settings."""
 
     max_queue: int = Field(4, ge=0, le=10_000, description="requests queued here before offloading to a peer")
+    queue_limit: int = Field(32, ge=1, le=100_000, description="requests queued here (own and peers') before refusing")
     workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
     providers: list[str] = Field(default_factory=list, description="execution providers; empty = best available")
 

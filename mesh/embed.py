@@ -46,9 +46,11 @@ class BackgroundNode:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._node = None
+        self._abandon = False
         self._thread = threading.Thread(target=self._thread_main, name=f"meshnode-{config.name}", daemon=True)
         self._thread.start()
         if not self._ready.wait(start_timeout):
+            self._abandon = True  # the thread stops the node as soon as it is up
             raise MeshError(f"embed: node {config.name} did not start within {start_timeout:g} s")
         if self._error is not None:
             raise self._error
@@ -65,7 +67,8 @@ class BackgroundNode:
                 self._node = node
                 self._token = trio.lowlevel.current_trio_token()
                 self._ready.set()
-                await self._stop.wait()
+                if not self._abandon:
+                    await self._stop.wait()
 
         try:
             trio.run(main)

@@ -80,6 +80,14 @@ def split_peer_addr(addr: str) -> tuple[str, str]:
     return str(info.addrs[0]) if info.addrs else "", info.peer_id.to_base58()
 
 
+def parse_peer_id(peer_id: str) -> ID:
+    """A base58 peer id, or MeshError naming it."""
+    try:
+        return ID.from_base58(peer_id)
+    except Exception as exc:
+        raise MeshError(f"mesh: {peer_id!r} is not a peer id") from exc
+
+
 def parse_multiaddr(addr: str) -> multiaddr.Multiaddr:
     """Parse a multiaddr, turning the library's error into ours."""
     try:
@@ -199,6 +207,8 @@ class Host:
                 enable_health_monitoring=True,
                 health_check_interval=2.0,
                 ping_timeout=1.0,
+                # Without this a SIGSTOPped peer stays "connected" and calls to it hang.
+                abort_connection_on_ping_failure=True,
             ),
         )
         self._host.get_network().register_notifee(_Notifee(on_peer_event))
@@ -266,14 +276,14 @@ class Host:
 
     def add_addrs(self, peer_id: str, addrs: list[str]) -> None:
         """Remember where a peer listens (learned from another peer)."""
-        pid = ID.from_base58(peer_id)
+        pid = parse_peer_id(peer_id)
         self._host.get_peerstore().add_addrs(pid, [parse_multiaddr(a) for a in addrs], 600)
 
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected (or dialable) peer."""
         try:
             with trio.fail_after(DIAL_TIMEOUT + 1):
-                raw = await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+                raw = await self._host.new_stream(parse_peer_id(peer_id), [TProtocol(protocol)])
         except trio.TooSlowError as exc:
             raise DialError(f"mesh: opening a stream to {peer_id} timed out") from exc
         except Exception as exc:
@@ -282,8 +292,11 @@ class Host:
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether libp2p holds a live connection to ``peer_id`` (a hint only)."""
-        conns = self._host.get_network().connections.get(ID.from_base58(peer_id))
-        return bool(conns)
+        try:
+            pid = ID.from_base58(peer_id)
+        except Exception:
+            return False
+        return bool(self._host.get_network().connections.get(pid))
 
     def connected_peers(self) -> list[str]:
         """Peer ids with a live connection."""
@@ -293,6 +306,6 @@ class Host:
         """Close every connection to ``peer_id``."""
         with trio.CancelScope(shield=True):
             try:
-                await self._host.disconnect(ID.from_base58(peer_id))
+                await self._host.disconnect(parse_peer_id(peer_id))
             except Exception:
                 pass

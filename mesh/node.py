@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ from consensus import (
 from crdt.errors import MeshError, RemoteProtocolError
 from inference import (
     ModelSpec,
+    Overloaded,
     PeerLoad,
     Runtime,
     choose_target,
@@ -57,7 +59,7 @@ from inference import (
 
 from .api import serve_api as serve_api_task
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
-from .host import DialError, Host, split_peer_addr
+from .host import Host, peer_id_from_seed, split_peer_addr
 from .peers import Descriptor, Load, PeerTable
 from .rpc import RpcPlane
 from .sensors import SensorState
@@ -69,6 +71,8 @@ JOIN_RETRY = 1.0
 MODEL_CHUNK = 1024 * 1024
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 TIER_STRENGTH = {"device": 0, "edge": 1, "cloud": 2}
+MAX_PARALLEL_DIALS = 16
+MODEL_RETRY = 10.0  # seconds before a model that failed to fetch or load is tried again
 
 
 def raft_password(psk_hex: str) -> str:
@@ -110,7 +114,7 @@ class ClusterConfig:
 class Node:
     """A running meshnode. Create it with ``async with Node.start(config) as node``."""
 
-    def __init__(self, config: Config, nursery: trio.Nursery) -> None:
+    def __init__(self, config: Config, nursery: trio.Nursery, state: SensorState) -> None:
         self.settings = config
         self.data_dir = Path(config.data_dir)
         self._nursery = nursery
@@ -124,10 +128,12 @@ class Node:
         self.peer_id = self.host.peer_id
         self.peers = PeerTable(self.peer_id)
         self.rpc = RpcPlane(self.host, nursery)
-        self.state = SensorState(self.peer_id, self.data_dir / "sensors.sqlite", interval=config.sync.interval)
+        self.state = state
         self.config = ClusterConfig(self)
         self.runtime = Runtime(providers=config.inference.providers or None)
         self.raft: RaftLog | None = None
+        self._raft_building: RaftLog | None = None
+        self._saved_membership: tuple[list[str], bool] | None = None  # built by a worker thread, closed even if we stop meanwhile
         self.raft_addr = f"{config.listen_host}:{config.raft.port}" if config.raft.port else ""
         self._raft_dir = self.data_dir / "raft"
         self._models_dir = self.data_dir / "models"
@@ -135,7 +141,11 @@ class Node:
         self._workers = trio.CapacityLimiter(config.inference.workers)
         self._queue = 0
         self._fetching: set[str] = set()
+        self._model_errors: dict[str, str] = {}
+        self._model_retry_at: dict[str, float] = {}
         self._join_lock = trio.Lock()
+        self._dialing: set[str] = set()
+        self._raft_calls = trio.CapacityLimiter(8)  # Raft waits must not starve other worker threads
         self._advert_now = trio.Event()  # set when our advert changed: send it at once
         self._raft_full = False
         self._raft_added = False
@@ -150,10 +160,17 @@ class Node:
     @asynccontextmanager
     async def start(cls, config: Config, *, serve_api: bool = True) -> AsyncIterator["Node"]:
         """Run a node for the duration of the ``async with`` block."""
-        with DataDirLock(Path(config.data_dir)):
-            async with trio.open_nursery() as nursery:
-                node = cls(config, nursery)
-                try:
+        data_dir = Path(config.data_dir)
+        with DataDirLock(data_dir):
+            peer_id = peer_id_from_seed(read_identity(data_dir))
+            # Opening the store integrity-checks the whole SQLite file: not on the event loop.
+            state = await trio.to_thread.run_sync(
+                lambda: SensorState(peer_id, data_dir / "sensors.sqlite", interval=config.sync.interval)
+            )
+            node: Node | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    node = cls(config, nursery, state)
                     async with node.host.running():
                         await node._start_raft()
                         await nursery.start(node.state.run, node._send_sync)
@@ -167,12 +184,14 @@ class Node:
                             yield node
                         finally:
                             nursery.cancel_scope.cancel()
-                finally:
-                    node._close()
+            finally:
+                # Every task and worker thread has finished now: nothing can still use Raft or SQLite.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(node._close if node is not None else state.close)
 
     def _close(self) -> None:
-        if self.raft is not None:
-            self.raft.close()
+        for raft in {id(r): r for r in (self.raft, self._raft_building) if r is not None}.values():
+            raft.close()
         self.state.close()
 
     # -- descriptor, peers ---------------------------------------------------------
@@ -191,6 +210,8 @@ class Node:
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
+        if not connected and self.host.is_connected(peer):
+            return  # one of several connections closed (e.g. after a simultaneous dial)
         rec = self.peers.get(peer)
         if rec is not None and rec.connected and not connected:
             log.info("peer %s (%s) disconnected", rec.descriptor.name, peer)
@@ -201,7 +222,10 @@ class Node:
 
     async def _hello(self, peer: str) -> None:
         reply = await self.rpc.call(peer, "hello", self.descriptor().to_wire(), timeout=5)
-        self._learn(Descriptor.from_wire(reply))
+        desc = Descriptor.from_wire(reply)
+        if desc.peer_id != peer:
+            raise RemoteProtocolError(f"mesh: {peer} answered hello with another peer's descriptor")
+        self._learn(desc)
 
     def _learn(self, desc: Descriptor) -> None:
         if self.peers.heard(desc, trio.current_time()):
@@ -227,7 +251,10 @@ class Node:
                 except MeshError as exc:
                     log.warning("join: %s", exc)
             if self.raft is None and not self._raft_full and self.peers.alive(trio.current_time()):
-                await self._try_raft_join()
+                try:
+                    await self._try_raft_join()
+                except MeshError as exc:
+                    log.warning("raft: joining failed: %s; will retry", exc)
             await trio.sleep(JOIN_RETRY)
 
     async def _advert_loop(self) -> None:
@@ -273,15 +300,22 @@ class Node:
             other, addrs = item
             if other == self.peer_id or self.host.is_connected(other):
                 continue
+            if other in self._dialing or len(self._dialing) >= MAX_PARALLEL_DIALS:
+                continue
             if isinstance(addrs, list) and addrs and all(isinstance(a, str) for a in addrs):
+                self._dialing.add(other)
                 self._nursery.start_soon(self._dial_learned, other, addrs[0])
 
     async def _dial_learned(self, peer: str, addr: str) -> None:
         try:
+            if split_peer_addr(addr)[1] != peer:
+                raise RemoteProtocolError(f"mesh: advert gave {peer} an address of another peer")
             await self.host.connect(addr)
             await self._hello(peer)
         except MeshError as exc:
             log.debug("peer exchange: %s", exc)
+        finally:
+            self._dialing.discard(peer)
 
     async def _on_hello(self, peer: str, body: Any) -> dict:
         desc = Descriptor.from_wire(body)
@@ -313,24 +347,28 @@ class Node:
 
     async def _open_raft(self, partners: list[str], *, added: bool) -> None:
         partners = [p for p in partners if p != self.raft_addr]
-        self.raft = await trio.to_thread.run_sync(
-            lambda: RaftLog(
-                self.raft_addr,
-                partners,
-                raft_password(self._psk),
-                self._raft_dir,
+
+        def build() -> RaftLog:
+            self._raft_building = RaftLog(
+                self.raft_addr, partners, raft_password(self._psk), self._raft_dir,
                 bind_host=self.settings.listen_host,
             )
-        )
+            return self._raft_building
+
+        self.raft = await trio.to_thread.run_sync(build)
         self._raft_added = added
         self._save_membership(partners)
         self._advert_now.set()  # tell peers we run Raft now
         self._nursery.start_soon(self._raft_membership_loop)
 
     def _save_membership(self, partners: list[str]) -> None:
+        saved = (sorted(partners), self._raft_added)
+        if saved == self._saved_membership:
+            return
         tmp = self._membership_file().with_suffix(".tmp")
-        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": sorted(partners), "added": self._raft_added}))
+        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": saved[0], "added": saved[1]}))
         tmp.replace(self._membership_file())
+        self._saved_membership = saved
 
     async def _raft_membership_loop(self) -> None:
         """Get ourselves added as a voter, record us in the cluster state, keep the saved voter list current."""
@@ -341,10 +379,7 @@ class Node:
                 if self.raft is None:
                     return
             status = self.raft.status()
-            others = sorted(v for v in status.voters if v != self.raft_addr)
-            saved = json.loads(self._membership_file().read_text())
-            if others != saved["partners"] or saved.get("added") != self._raft_added:
-                self._save_membership(others)
+            self._save_membership([v for v in status.voters if v != self.raft_addr])
             if self._raft_added and not registered and status.leader is not None:
                 try:
                     await self.submit(MemberAdd(peer_id=self.peer_id, raft_addr=self.raft_addr), timeout=3)
@@ -366,6 +401,11 @@ class Node:
             except MeshError as exc:
                 log.info("raft: join through %s failed: %s", rec.descriptor.name, exc)
                 continue
+            if not isinstance(reply, dict) or not (
+                reply.get("partners") is None
+                or (isinstance(reply["partners"], list) and all(isinstance(p, str) for p in reply["partners"]))
+            ):
+                raise RemoteProtocolError(f"mesh: malformed raft.join reply from {rec.descriptor.name}")
             if reply.get("partners") is None:
                 log.info("raft: the mesh has its voters; this node forwards to them")
                 self._raft_full = True
@@ -388,30 +428,37 @@ class Node:
             except MeshError as exc:
                 log.info("raft: adding this node through %s failed: %s; will retry", rec.descriptor.name, exc)
                 continue
-            if reply.get("full"):
+            voters = reply.get("voters") if isinstance(reply, dict) else None
+            full = isinstance(reply, dict) and reply.get("full") is True
+            if not full and not (isinstance(voters, list) and all(isinstance(v, str) for v in voters)):
+                log.warning("raft: malformed raft.add reply from %s", rec.descriptor.name)
+                continue
+            if full:
                 log.info("raft: the mesh filled its voters meanwhile; this node forwards to them")
-                raft, self.raft = self.raft, None
+                raft, self.raft, self._raft_building = self.raft, None, None
                 await trio.to_thread.run_sync(raft.close)
                 self._membership_file().unlink(missing_ok=True)
                 self._raft_full = True
                 self._advert_now.set()
                 return
             self._raft_added = True
-            self._save_membership(reply["voters"])
-            log.info("raft: joined as a voter; voters are now %s", reply["voters"])
+            self._save_membership(voters)
+            log.info("raft: joined as a voter; voters are now %s", voters)
             return
 
-    def _join_body(self, body: Any) -> tuple[str, int]:
+    def _join_body(self, peer: str, body: Any) -> tuple[str, int]:
         if not isinstance(body, dict) or not isinstance(body.get("raft_addr"), str):
             raise RemoteProtocolError("mesh: raft join/add needs a raft_addr")
         hops = body.get("hops", 0)
-        if not isinstance(hops, int) or hops >= 2:
+        if type(hops) is not int or not 0 <= hops < 2:
             raise MeshError("consensus: the request went through too many nodes; retry with a voter")
+        if hops == 0 and body.get("peer_id") != peer:
+            raise RemoteProtocolError("mesh: a node may only ask to add itself")
         return body["raft_addr"], hops
 
     async def _on_raft_join(self, peer: str, body: Any) -> dict:
         """A node wants to vote: tell it the current voters, or None when the mesh has enough."""
-        addr, _ = self._join_body(body)
+        addr, _ = self._join_body(peer, body)
         if self.raft is None:
             raise MeshError("consensus: this node does not vote; ask a voter")
         voters = self.raft.status().voters
@@ -421,7 +468,7 @@ class Node:
 
     async def _on_raft_add(self, peer: str, body: Any) -> dict:
         """Add a running joiner as a voter (on the leader; others forward to it)."""
-        addr, hops = self._join_body(body)
+        addr, hops = self._join_body(peer, body)
         if self.raft is None:
             raise MeshError("consensus: this node does not vote; ask a voter")
         status = self.raft.status()
@@ -451,7 +498,9 @@ class Node:
         """Commit a command through Raft (here, or through a voter) and return its result."""
         timeout = timeout or self.settings.raft.write_timeout
         if self.raft is not None:
-            return await trio.to_thread.run_sync(self.raft.submit, command, timeout, abandon_on_cancel=True)
+            return await trio.to_thread.run_sync(
+                self.raft.submit, command, timeout, abandon_on_cancel=True, limiter=self._raft_calls
+            )
         try:
             reply = await self.rpc.call(
                 self._voter_peer(), "raft.submit", encode_command(command), timeout=timeout + 1
@@ -497,12 +546,15 @@ class Node:
         if self.raft is not None:
             return dict(self.raft.state().models)
         reply = await self.rpc.call(self._voter_peer(), "raft.models", None, timeout=5)
-        return {r["name"]: ModelRecord(**r) for r in reply}
+        if not isinstance(reply, list):
+            raise RemoteProtocolError("mesh: raft.models reply must be a list")
+        records = [ModelRecord.from_wire(r) for r in reply]
+        return {r.name: r for r in records}
 
     async def _on_raft_models(self, peer: str, body: Any) -> list:
         if self.raft is None:
             raise MeshError("consensus: this node does not vote")
-        return [_record_wire(r) for r in self.raft.state().models.values()]
+        return [r.to_wire() for r in self.raft.state().models.values()]
 
     # -- models ----------------------------------------------------------------------
 
@@ -524,9 +576,9 @@ class Node:
             name=name, sha256=spec.sha256, size=spec.size,
             inputs=wire["inputs"], outputs=wire["outputs"], origin=self.peer_id,
         )
-        await self.submit(ModelRegister(record=record))
+        await self.submit(ModelRegister(record=record))  # refused if the name holds another model
         await self._ensure_loaded(record)
-        return _record_wire(record)
+        return record.to_wire()
 
     async def _model_loop(self) -> None:
         """Fetch and load every registered model this node lacks."""
@@ -535,13 +587,26 @@ class Node:
                 models = await self.cluster_models()
             except MeshError:
                 models = {}
+            now = trio.current_time()
             for record in models.values():
+                if self._model_retry_at.get(record.name, 0.0) > now:
+                    continue
                 if not self.runtime.has(record.name) and record.sha256 not in self._fetching:
                     self._fetching.add(record.sha256)
                     self._nursery.start_soon(self._fetch_model, record)
             await trio.sleep(0.5)
 
     async def _fetch_model(self, record: ModelRecord) -> None:
+        try:
+            await self._fetch_model_once(record)
+        except (MeshError, OSError) as exc:
+            # A file that will not load is removed so the next round fetches it afresh.
+            log.error("model %s: %s", record.name, exc)
+            self._model_path(record.sha256).unlink(missing_ok=True)
+            self._model_errors[record.name] = str(exc)
+            self._model_retry_at[record.name] = trio.current_time() + MODEL_RETRY
+
+    async def _fetch_model_once(self, record: ModelRecord) -> None:
         try:
             path = self._model_path(record.sha256)
             if not path.exists():
@@ -566,17 +631,21 @@ class Node:
     async def _download(self, source: str, record: ModelRecord, path: Path) -> None:
         part = path.with_suffix(".part")
         digest = hashlib.sha256()
-        with open(part, "wb") as fh:
+        fh = await trio.to_thread.run_sync(open, part, "wb")
+        try:
             offset = 0
             while offset < record.size:
                 chunk = await self.rpc.call(
                     source, "model.fetch", {"sha256": record.sha256, "offset": offset, "length": MODEL_CHUNK}, timeout=10
                 )
-                if not isinstance(chunk, bytes) or not chunk:
-                    raise RemoteProtocolError(f"mesh: model.fetch from {source} returned no bytes")
-                fh.write(chunk)
+                if not isinstance(chunk, bytes) or not chunk or offset + len(chunk) > record.size:
+                    raise RemoteProtocolError(f"mesh: model.fetch from {source} returned a bad chunk")
+                await trio.to_thread.run_sync(fh.write, chunk)
                 digest.update(chunk)
                 offset += len(chunk)
+            await trio.to_thread.run_sync(lambda: (fh.flush(), os.fsync(fh.fileno())))
+        finally:
+            fh.close()
         if digest.hexdigest() != record.sha256:
             part.unlink()
             raise RemoteProtocolError(f"mesh: model {record.name} from {source} does not match its sha256")
@@ -632,11 +701,16 @@ class Node:
             for r in self.peers.alive(now)
         ]
         local_ready = self.runtime.has(model)
-        target = choose_target(
-            self._queue if local_ready else self.settings.inference.max_queue,
-            self.settings.inference.max_queue,
-            candidates,
-        )
+        try:
+            target = choose_target(
+                self._queue if local_ready else self.settings.inference.max_queue,
+                self.settings.inference.max_queue,
+                candidates,
+            )
+        except Overloaded:
+            target = None  # no peer has room either: queue here while under the hard limit
+        if target is None and not local_ready:
+            target = next((c.peer for c in candidates if c.has_model), None)
         if target is not None:
             try:
                 return await self._offload(target, model, inputs, timeout)
@@ -647,6 +721,12 @@ class Node:
         return await self._run_local(model, inputs, offloaded=False)
 
     async def _run_local(self, model: str, inputs: dict[str, np.ndarray], *, offloaded: bool) -> InferResult:
+        limit = self.settings.inference.queue_limit
+        if self._queue >= limit:
+            raise Overloaded(
+                f"inference: {self.settings.name} already has {self._queue} requests queued (queue_limit {limit}); "
+                "retry later or add capacity"
+            )
         self._queue += 1
         try:
             async with self._workers:
@@ -735,13 +815,6 @@ class Node:
         self.rpc.route("infer", self._on_infer)
         self.rpc.route_note("advert", self._on_advert)
         self.rpc.route_note("crdt.sync", self.state.receive)
-
-
-def _record_wire(record: ModelRecord) -> dict:
-    return {
-        "name": record.name, "sha256": record.sha256, "size": record.size,
-        "inputs": list(record.inputs), "outputs": list(record.outputs), "origin": record.origin,
-    }
 
 
 def _record_spec(record: ModelRecord) -> ModelSpec:

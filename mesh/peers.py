@@ -100,7 +100,7 @@ class Load:
         if not isinstance(obj, dict):
             raise RemoteProtocolError("mesh: advert load must be a map")
         queue, max_queue, models = obj.get("queue"), obj.get("max_queue"), obj.get("models", [])
-        if not (isinstance(queue, int) and isinstance(max_queue, int) and queue >= 0 and max_queue >= 0):
+        if not (type(queue) is int and type(max_queue) is int and queue >= 0 and max_queue >= 0):
             raise RemoteProtocolError("mesh: advert load needs non-negative queue and max_queue")
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise RemoteProtocolError("mesh: advert models must be a list of names")

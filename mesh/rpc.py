@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from crdt.errors import MeshError, RemoteProtocolError
+from crdt.errors import LocalProtocolError, MeshError, RemoteProtocolError
 
 from .host import DialError, Host, Stream
 from .wire import PROTOCOL_ID, FrameDecoder, Note, Reply, Request, encode_envelope
@@ -74,7 +74,7 @@ class RpcPlane:
         self._channels: dict[str, _Channel] = {}
         self._opening: dict[str, trio.Lock] = {}
         self._ids = itertools.count(1)
-        self.stats = {"calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0}
+        self.stats = {"calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0}
         host.serve(PROTOCOL_ID, self._serve_stream)
 
     def route(self, method: str, handler: Handler) -> None:
@@ -91,6 +91,7 @@ class RpcPlane:
         decoder = FrameDecoder()
         write_lock = trio.Lock()
         limiter = trio.Semaphore(self._max_handlers)
+        notes = trio.Semaphore(self._max_handlers)
         async with trio.open_nursery() as nursery:
             try:
                 while True:
@@ -110,8 +111,13 @@ class RpcPlane:
                             nursery.start_soon(self._answer, stream, write_lock, limiter, env)
                         elif isinstance(env, Note):
                             handler = self._notes.get(env.method)
-                            if handler is not None:
-                                nursery.start_soon(self._run_note, handler, stream.peer_id, env)
+                            if handler is None:
+                                continue
+                            if notes.value == 0:
+                                self.stats["notes_dropped"] += 1  # notes are best effort: shed load
+                                continue
+                            await notes.acquire()
+                            nursery.start_soon(self._run_note, handler, stream.peer_id, env, notes)
                         else:
                             raise RemoteProtocolError("mesh: a reply arrived on a request stream")
             except RemoteProtocolError as exc:
@@ -126,11 +132,15 @@ class RpcPlane:
                 return
         await stream.aclose()
 
-    async def _run_note(self, handler: NoteHandler, peer: str, env: Note) -> None:
+    async def _run_note(self, handler: NoteHandler, peer: str, env: Note, limiter: trio.Semaphore) -> None:
         try:
             await handler(peer, env.body)
         except MeshError as exc:
             log.warning("mesh: note %r from %s refused: %s", env.method, peer, exc)
+        except Exception:  # a bug of ours must not take the node down
+            log.exception("mesh: note handler for %r failed", env.method)
+        finally:
+            limiter.release()
 
     async def _answer(self, stream: Stream, lock: trio.Lock, limiter: trio.Semaphore, req: Request) -> None:
         try:
@@ -148,7 +158,12 @@ class RpcPlane:
                     reply = Reply(id=req.id, ok=False, error=f"mesh: internal error in {req.method}: {exc}")
             self.stats["served"] += 1
             try:
-                await self._write(stream, lock, reply)
+                frame = encode_envelope(reply)
+            except LocalProtocolError as exc:
+                frame = encode_envelope(Reply(id=req.id, ok=False, error=f"mesh: cannot send the reply: {exc}"))
+            try:
+                async with lock:
+                    await stream.send_all(frame)
             except MeshError:
                 pass  # the caller went away; nothing to tell it
         finally:
@@ -196,15 +211,8 @@ class RpcPlane:
             reason = str(exc)
             self.stats["bad_frames"] += 1
             log.warning("mesh: dropping call stream to %s: %s", peer, exc)
-            await chan.stream.reset()
         finally:
-            chan.closed = True
-            if self._channels.get(peer) is chan:
-                del self._channels[peer]
-            for slot in chan.pending.values():
-                slot[1] = DialError(f"mesh: connection to {peer} lost ({reason})")
-                slot[0].set()
-            chan.pending.clear()
+            self._drop(peer, chan, f"mesh: connection to {peer} lost ({reason})")
 
     async def call(self, peer: str, method: str, body: Any, *, timeout: float = 10.0) -> Any:
         """Call ``method`` on ``peer``; returns the reply body or raises."""
@@ -217,14 +225,15 @@ class RpcPlane:
         if len(chan.pending) >= self._max_inflight:
             raise Busy(f"mesh: {len(chan.pending)} calls already in flight to {peer}; try again later")
         req_id = next(self._ids)
+        frame = encode_envelope(Request(id=req_id, method=method, body=body))  # too big: our error, channel fine
         slot: list = [trio.Event(), None]
         chan.pending[req_id] = slot
         try:
             try:
                 async with chan.write_lock:
-                    await chan.stream.send_all(encode_envelope(Request(id=req_id, method=method, body=body)))
+                    await chan.stream.send_all(frame)
             except MeshError:
-                chan.closed = True
+                self._drop(peer, chan)
                 raise
             with trio.move_on_after(timeout):
                 await slot[0].wait()
@@ -243,23 +252,34 @@ class RpcPlane:
 
     async def notify(self, peer: str, method: str, body: Any) -> None:
         """Send a one-way note; raises if the peer cannot be reached."""
+        frame = encode_envelope(Note(method=method, body=body))
         chan = await self._channel(peer)
         try:
             async with chan.write_lock:
-                await chan.stream.send_all(encode_envelope(Note(method=method, body=body)))
+                await chan.stream.send_all(frame)
         except MeshError:
-            chan.closed = True
+            self._drop(peer, chan)
             raise
 
     def forget(self, peer: str) -> None:
         """Drop our stream to a peer that left; pending calls fail at once."""
-        chan = self._channels.pop(peer, None)
+        chan = self._channels.get(peer)
         if chan is not None:
+            self._drop(peer, chan, f"mesh: {peer} left the mesh")
+        self._opening.pop(peer, None)
+
+    def _drop(self, peer: str, chan: _Channel, reason: str = "") -> None:
+        """Close a channel for good: fail its calls, reset its stream (ends its reader)."""
+        if self._channels.get(peer) is chan:
+            del self._channels[peer]
+        for slot in chan.pending.values():
+            if slot[1] is None:
+                slot[1] = DialError(reason or f"mesh: connection to {peer} lost")
+            slot[0].set()
+        chan.pending.clear()
+        if not chan.closed:
             chan.closed = True
-            for slot in chan.pending.values():
-                slot[1] = DialError(f"mesh: {peer} left the mesh")
-                slot[0].set()
-            chan.pending.clear()
+            self._nursery.start_soon(chan.stream.reset)
 
     def statistics(self) -> dict:
         """Counters and open streams, for status and metrics."""

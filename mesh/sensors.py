@@ -79,6 +79,7 @@ class SensorState:
         self._lock = trio.Lock()
         self._wake = trio.Event()
         self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
+        self.broken = ""  # set when a write to disk failed: no more writes or sync until restart
 
     # -- the API ---------------------------------------------------------------
 
@@ -93,9 +94,10 @@ class SensorState:
         if size > MAX_VALUE_BYTES:
             raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
         async with self._lock:
+            self._check_usable()
             ts = self._clock.now(wall_ms())
             delta = self._map.put(key, value, ts)
-            await trio.to_thread.run_sync(self._db.save, list(delta.entries), self._map.context, ts)
+            await self._save(list(delta.entries), ts)
             self._core.local_write(delta, trio.current_time())
         self._wake.set()
         return entry_to_json(self._map.get(key))
@@ -131,37 +133,62 @@ class SensorState:
             self.stats["bad_messages"] += 1
             raise
         async with self._lock:
+            self._check_usable()
             changed = self._core.receive(peer, msg, trio.current_time())
             self.stats["received"] += 1
             if changed:
                 now_wall = wall_ms()
                 for entry in changed:
                     self._clock.observe(entry.ts, now_wall)
-                await trio.to_thread.run_sync(self._db.save, list(changed), self._map.context, self._clock.last)
+                await self._save(list(changed), self._clock.last)
         self._wake.set()
+
+    def _check_usable(self) -> None:
+        if self.broken:
+            raise MeshError(f"crdt-store: {self.broken}; restart the node to recover from its file")
+
+    async def _save(self, entries: list[Entry], clock) -> None:
+        """Persist, or stop: memory ahead of disk would later save a context claiming entries it lost."""
+        try:
+            await trio.to_thread.run_sync(self._db.save, entries, self._map.context, clock)
+        except Exception as exc:
+            self.broken = f"writing {self._path.name} failed ({exc}); the store is read-only"
+            log.error("crdt-store: %s", self.broken)
+            raise MeshError(f"crdt-store: {self.broken}") from exc
 
     async def run(self, send: Callable[[str, dict], Any], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Drive the sync core until cancelled; ``send(peer, msg)`` delivers a message."""
         task_status.started()
         while True:
-            async with self._lock:
-                due = self._core.outgoing(trio.current_time())
-            for peer, msg in due:
-                try:
-                    await send(peer, encode_message(msg))
-                    self.stats["sent"] += 1
-                except MeshError as exc:
-                    self.stats["send_errors"] += 1
-                    log.debug("sync to %s failed: %s", peer, exc)
+            self._wake = trio.Event()  # before outgoing(): a write during the sends wakes the next round
+            due: dict[str, list] = {}
+            if not self.broken:
+                async with self._lock:
+                    for peer, msg in self._core.outgoing(trio.current_time()):
+                        due.setdefault(peer, []).append(encode_message(msg))
+            # One task per peer: a hung peer must not delay everybody else's sync.
+            async with trio.open_nursery() as nursery:
+                for peer, msgs in due.items():
+                    nursery.start_soon(self._send_all, send, peer, msgs)
             deadline = self._core.next_deadline()
-            self._wake = trio.Event()
             timeout = 1.0 if deadline is None else max(0.01, deadline - trio.current_time())
             with trio.move_on_after(min(timeout, 1.0)):
                 await self._wake.wait()
 
+    async def _send_all(self, send, peer: str, msgs: list[dict]) -> None:
+        for msg in msgs:
+            try:
+                await send(peer, msg)
+                self.stats["sent"] += 1
+            except MeshError as exc:
+                self.stats["send_errors"] += 1
+                log.debug("sync to %s failed: %s", peer, exc)
+                return
+
     def statistics(self) -> dict:
         """Counters for status and metrics."""
-        return dict(self.stats, keys=len(self._map), core=self._core.statistics())
+        return dict(self.stats, keys=len(self._map), writer=self.writer, broken=self.broken,
+                    core=self._core.statistics())
 
     def close(self) -> None:
         """Close the SQLite file."""

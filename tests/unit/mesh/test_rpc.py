@@ -115,3 +115,35 @@ def test_inflight_bound_refuses_locally():
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_oversized_messages_fail_fast_and_leave_the_channel_usable():
+    async def main():
+        psk = os.urandom(32).hex()
+        a, b = make_host(psk), make_host(psk)
+        async with trio.open_nursery() as nursery, a.running(), b.running():
+            server = RpcPlane(a, nursery)
+            client = RpcPlane(b, nursery)
+
+            async def huge(peer, body):
+                return b"x" * (17 * 1024 * 1024)
+
+            async def echo(peer, body):
+                return body
+
+            server.route("huge", huge)
+            server.route("echo", echo)
+            await b.connect(a.addrs()[0])
+            assert await client.call(a.peer_id, "echo", 1) == 1
+            with trio.fail_after(3):  # an error reply, not a silent drop and a caller waiting out its timeout
+                with pytest.raises(RemoteError, match="cannot send the reply"):
+                    await client.call(a.peer_id, "huge", None, timeout=10)
+            from crdt.errors import LocalProtocolError
+
+            with pytest.raises(LocalProtocolError, match="frame limit"):
+                await client.call(a.peer_id, "echo", b"y" * (17 * 1024 * 1024))
+            assert await client.call(a.peer_id, "echo", 2) == 2
+            assert client.statistics()["streams"] == 1
+            nursery.cancel_scope.cancel()
+
+    run(main)

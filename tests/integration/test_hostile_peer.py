@@ -1,0 +1,84 @@
+"""A member of the mesh that sends malformed messages gets errors; the node keeps running.
+
+The attacker is a real libp2p host holding the mesh key, talking the real RPC
+protocol to a real node in the same trio program.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trio
+
+from crdt.errors import MeshError
+from mesh import Config, Node
+from mesh.cluster import LocalCluster
+from mesh.config import read_mesh_key
+from mesh.host import Host, new_identity_seed
+from mesh.rpc import RemoteError, RpcPlane
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
+    from inference import build_demo_model
+
+    node_dir = LocalCluster(tmp_path).init_node("target").data_dir
+    model = build_demo_model(tmp_path / "m.onnx", seed=2)
+    image = np.ones((1, 3, 32, 32), np.float32)
+
+    async def main():
+        async with Node.start(Config.load(node_dir), serve_api=False) as node:
+            await node.add_model("m", model)
+            psk = read_mesh_key(node_dir / "mesh.key")
+            evil = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                        on_peer_event=lambda *_: None)
+            async with trio.open_nursery() as nursery, evil.running():
+                rpc = RpcPlane(evil, nursery)
+                await evil.connect(node.host.addrs()[0])
+                me = evil.peer_id
+                good_desc = {"peer_id": me, "name": "evil", "tier": "edge", "capabilities": [], "location": "",
+                             "addrs": evil.addrs(), "raft_addr": ""}
+                notes = [
+                    ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "models": []},
+                                "peers": [["0OIl-not-a-peer-id", ["/ip4/127.0.0.1/tcp/1/p2p/0OIl"]]]}),
+                    ("advert", {"desc": good_desc, "load": {"queue": True, "max_queue": 1}, "peers": []}),
+                    ("advert", {"desc": {**good_desc, "peer_id": node.peer_id}, "load": {}, "peers": []}),
+                    ("advert", "not a map"),
+                    ("crdt.sync", {"t": "delta", "v": 1, "delta": "garbage"}),
+                    ("crdt.sync", [1, 2, 3]),
+                    ("no.such.note", None),
+                ]
+                for method, body in notes:
+                    await rpc.notify(node.peer_id, method, body)
+                calls = [
+                    ("hello", {**good_desc, "peer_id": node.peer_id}, "another peer"),
+                    ("hello", {**good_desc, "tier": "moon"}, "tier"),
+                    ("raft.add", {"peer_id": "someone-else", "raft_addr": "127.0.0.1:1"}, "only ask to add itself"),
+                    ("raft.add", {"peer_id": me, "raft_addr": "127.0.0.1:1", "hops": -5}, "too many nodes"),
+                    ("raft.join", {"raft_addr": 7}, "raft_addr"),
+                    ("raft.submit", b"\x81\xa1v\x63", "consensus"),
+                    ("model.fetch", {"sha256": "zz", "offset": 0, "length": 10}, "sha256"),
+                    ("model.fetch", {"sha256": "a" * 64, "offset": -1, "length": 10}, "offset"),
+                    ("infer", {"model": "m", "inputs": {"image": {"dtype": "float32", "shape": [1, 3, 32, 32],
+                                                                  "data": b"short"}}}, "inference"),
+                    ("infer", {"model": "m", "inputs": {"image": {"dtype": "object", "shape": [1],
+                                                                  "data": b"x"}}}, "dtype"),
+                    ("infer", {"model": 5}, "model"),
+                    ("nope", None, "unknown method"),
+                ]
+                for method, body, needle in calls:
+                    with pytest.raises(RemoteError, match=needle):
+                        await rpc.call(node.peer_id, method, body, timeout=5)
+                nursery.cancel_scope.cancel()
+            # The node is still whole: it answers, syncs, infers, and never took the attacker's claims.
+            assert node.status()["name"] == "target"
+            assert all(p["peer_id"] != node.peer_id for p in node.peer_list())
+            result = await node.infer("m", {"image": image})
+            assert result.outputs["probs"].shape == (1, 10)
+            await node.state.put("still/alive", True)
+            assert node.raft_status()["voters"] == [node.raft_addr]
+            with pytest.raises(MeshError):
+                await node.infer("m", {"image": image.astype(np.float64)})
+
+    trio.run(main)
