@@ -8,16 +8,17 @@ session may serve many threads at once.
 Threads. onnxruntime's thread pools are a process-wide choice, made by the
 first ``Runtime`` and fixed from then on:
 
-* shared (the default): one global intra-op pool of ``cores`` threads for all
+* shared (``shared_thread_pool=True``): one global intra-op pool of ``cores`` threads for all
   sessions (``set_global_thread_pool_sizes`` + ``use_per_session_threads =
   False``). Measured here: 12 chained sessions in 25 ms shared vs 171 ms with
   spinning pools of their own. Caveat, onnxruntime 1.32: the global pool
   ignores ``session.intra_op.allow_spinning``; its threads spin after every
   run (about 35 ms of CPU per idle gap on 2 cores), and the Python API has no
   way to turn that off.
-* per-session (``shared_thread_pool=False``): each session gets ``cores``
-  intra-op threads with spinning off. Chained runs are ~1.5x slower, but idle
-  CPU stays idle.
+* per-session (the default): each session gets ``cores`` intra-op threads
+  with spinning off. Chained runs are ~1.5x slower, but idle CPU stays idle
+  for the event loop, libp2p and Raft on a small node; the node can opt in to
+  the shared pool (``inference.shared_thread_pool``).
 
 Once the global pools exist, onnxruntime refuses any session that asks for its
 own pool, so a process cannot mix the two; a second ``Runtime`` asking for the
@@ -128,7 +129,7 @@ class _Loaded:
 class Runtime:
     """Loaded ONNX models on this node, run through onnxruntime."""
 
-    def __init__(self, providers: list[str] | None = None, *, shared_thread_pool: bool = True):
+    def __init__(self, providers: list[str] | None = None, *, shared_thread_pool: bool = False):
         available = ort.get_available_providers()
         if providers is None:
             self._providers = choose_providers(available)

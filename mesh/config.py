@@ -56,6 +56,12 @@ class InferenceSettings(_Section):
     queue_limit: int = Field(32, ge=1, le=100_000, description="requests queued here (own and peers') before refusing")
     workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
     providers: list[str] = Field(default_factory=list, description="execution providers; empty = best available")
+    shared_thread_pool: bool = Field(
+        False,
+        description="one onnxruntime pool for all sessions (faster for chains of partitions, but its "
+        "threads spin between runs and onnxruntime cannot turn that off); default: a pool per session "
+        "with spinning off, which leaves the CPU to libp2p and Raft between requests",
+    )
 
 
 class SyncSettings(_Section):

@@ -130,7 +130,10 @@ class Node:
         self.rpc = RpcPlane(self.host, nursery)
         self.state = state
         self.config = ClusterConfig(self)
-        self.runtime = Runtime(providers=config.inference.providers or None)
+        self.runtime = Runtime(
+            providers=config.inference.providers or None,
+            shared_thread_pool=config.inference.shared_thread_pool,
+        )
         self.raft: RaftLog | None = None
         self._raft_building: RaftLog | None = None
         self._saved_membership: tuple[list[str], bool] | None = None  # built by a worker thread, closed even if we stop meanwhile

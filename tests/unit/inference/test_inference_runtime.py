@@ -149,10 +149,23 @@ def test_session_options_for_each_pool_mode() -> None:
         assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
-def test_a_process_cannot_mix_shared_and_per_session_pools(runtime: Runtime) -> None:
-    # onnxruntime refuses per-session pools once the global ones exist.
-    with pytest.raises(InferenceError, match="cannot mix"):
-        Runtime(shared_thread_pool=False)
+def test_a_process_cannot_mix_shared_and_per_session_pools() -> None:
+    # onnxruntime refuses per-session pools once the global ones exist. The pool mode is
+    # process-wide, so this runs in a fresh interpreter.
+    import subprocess
+    import sys
+
+    code = (
+        "from inference import Runtime, InferenceError\n"
+        "Runtime(shared_thread_pool=True)\n"
+        "try:\n"
+        "    Runtime(shared_thread_pool=False)\n"
+        "except InferenceError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "cannot mix" in out.stdout
 
 
 def test_loaded_lists_model_names(tmp_path):
