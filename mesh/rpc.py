@@ -229,12 +229,7 @@ class RpcPlane:
         slot: list = [trio.Event(), None]
         chan.pending[req_id] = slot
         try:
-            try:
-                async with chan.write_lock:
-                    await chan.stream.send_all(frame)
-            except MeshError:
-                self._drop(peer, chan)
-                raise
+            await self._send(peer, chan, frame)
             with trio.move_on_after(timeout):
                 await slot[0].wait()
         finally:
@@ -253,7 +248,10 @@ class RpcPlane:
     async def notify(self, peer: str, method: str, body: Any) -> None:
         """Send a one-way note; raises if the peer cannot be reached."""
         frame = encode_envelope(Note(method=method, body=body))
-        chan = await self._channel(peer)
+        await self._send(peer, await self._channel(peer), frame)
+
+    async def _send(self, peer: str, chan: _Channel, frame: bytes) -> None:
+        """Write one frame on a channel; a broken stream closes the channel for good."""
         try:
             async with chan.write_lock:
                 await chan.stream.send_all(frame)
