@@ -148,6 +148,7 @@ class Node:
         self._model_retry_at: dict[str, float] = {}
         self._join_lock = trio.Lock()
         self._dialing: set[str] = set()
+        self._leader_hints: dict[str, tuple[int, str | None]] = {}  # voter -> (term, leader) from adverts
         self._raft_calls = trio.CapacityLimiter(8)  # Raft waits must not starve other worker threads
         self._advert_now = trio.Event()  # set when our advert changed: send it at once
         self._raft_full = False
@@ -270,6 +271,7 @@ class Node:
                 "load": {"queue": self._queue, "max_queue": self.settings.inference.max_queue,
                          "models": self.runtime.loaded()},
                 "peers": known,
+                "raft": {k: v for k, v in self.raft_status().items() if k in ("leader", "term")},
             }
             for rec in self.peers.records():
                 if self.host.is_connected(rec.descriptor.peer_id):
@@ -294,6 +296,11 @@ class Node:
             raise RemoteProtocolError("mesh: advert descriptor names another peer")
         self._learn(desc)
         self.peers.set_load(peer, Load.from_wire(body.get("load")), trio.current_time())
+        raft = body.get("raft")
+        if desc.raft_addr and isinstance(raft, dict) and type(raft.get("term")) is int:
+            leader = raft.get("leader")
+            if leader is None or isinstance(leader, str):
+                self._leader_hints[peer] = (raft["term"], leader)
         known = body.get("peers", [])
         if not isinstance(known, list):
             raise RemoteProtocolError("mesh: advert peers must be a list")
@@ -416,13 +423,14 @@ class Node:
             # Not a member yet: voters hang up on addresses they do not know, so a node
             # running pysyncobj before it is added cannot disturb the cluster.
             self._raft_added = False
-            await self._open_raft(reply["partners"], added=False)
-            await self._request_add()
+            await self._open_raft(reply["partners"], added=False)  # its membership loop asks to be added
             return
 
     async def _request_add(self) -> None:
         """Ask the leader (through any voter) to add us; it answers once the change commits."""
         body = {"peer_id": self.peer_id, "raft_addr": self.raft_addr}
+        if self.raft is None or self._raft_added:
+            return
         for rec in self.peers.alive(trio.current_time()):
             if not rec.descriptor.raft_addr or rec.descriptor.raft_addr == self.raft_addr:
                 continue
@@ -523,7 +531,11 @@ class Node:
     def raft_status(self) -> dict:
         """role / leader (peer id) / term for ``status``."""
         if self.raft is None:
-            return {"role": "forwarder", "leader": None, "leader_name": None, "term": 0, "voters": []}
+            # Not a voter: report what the voters last advertised (highest term wins).
+            term, leader = max(self._leader_hints.values(), default=(0, None), key=lambda h: h[0])
+            rec = self.peers.get(leader) if leader else None
+            return {"role": "forwarder", "leader": leader, "term": term, "voters": [],
+                    "leader_name": rec.descriptor.name if rec else None}
         st = self.raft.status()
         leader_id = leader_name = None
         if st.leader == self.raft_addr:
