@@ -15,9 +15,13 @@ SUITES = {
 def main() -> None:
     logging.disable(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suites", nargs="*", default=list(SUITES), choices=list(SUITES))
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"some of {', '.join(SUITES)} (default: all)")
     parser.add_argument("--json", dest="json_file", help="Also write the figures to this file.")
     args = parser.parse_args()
+    unknown = [s for s in args.suites if s not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    args.suites = args.suites or list(SUITES)
     results = {}
     for name in args.suites:
         module = __import__(SUITES[name], fromlist=["run"])
