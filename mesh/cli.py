@@ -22,7 +22,17 @@ import click
 
 from crdt.errors import MeshError
 
-from .config import IDENTITY_FILE, MESH_KEY_FILE, NODE_FILE, TIERS, Config, ConfigError, read_mesh_key, write_secret
+from .config import (
+    IDENTITY_FILE,
+    MESH_KEY_FILE,
+    NODE_FILE,
+    TIERS,
+    Config,
+    ConfigError,
+    read_identity,
+    read_mesh_key,
+    write_secret,
+)
 
 
 def default_home() -> str:
@@ -123,14 +133,21 @@ def _free_port(host: str) -> int:
 @click.option("--mesh-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Copy this mesh's key (its mesh.key file); without it a new mesh is created.")
 @click.option("--raft-port", type=int, default=0, show_default=True, help="Raft TCP port; 0 picks one.")
+@click.option("--token", help="A join token from `meshnode invite` (mesh key and addresses to join).")
 @reports_errors
-def init(data_dir: Path, name, tier, capabilities, location, listen, api, joins, mesh_key, raft_port) -> None:
+def init(data_dir: Path, name, tier, capabilities, location, listen, api, joins, mesh_key, raft_port, token) -> None:
     """Create a node's data directory: node.yaml, identity key and mesh key."""
     from .host import new_identity_seed, peer_id_from_seed
+    from .invite import JoinToken
 
     if (data_dir / NODE_FILE).exists():
         raise ConfigError(f"init: {data_dir} already holds a node ({NODE_FILE} exists)")
-    psk = read_mesh_key(mesh_key) if mesh_key else os.urandom(32).hex()
+    if token and mesh_key:
+        raise ConfigError("init: give either --token or --mesh-key, not both")
+    invite = JoinToken.decode(token) if token else None
+    if invite:
+        joins = tuple(dict.fromkeys([*joins, *invite.join]))
+    psk = invite.mesh_key if invite else read_mesh_key(mesh_key) if mesh_key else os.urandom(32).hex()
     raw = {
         "name": name or data_dir.resolve().name, "tier": tier, "capabilities": list(capabilities),
         "location": location, "listen": listen, "api": api, "join": list(joins),
@@ -153,7 +170,7 @@ def init(data_dir: Path, name, tier, capabilities, location, listen, api, joins,
         write_secret(data_dir / MESH_KEY_FILE, (psk + "\n").encode())
     cfg.save()
     peer_id = peer_id_from_seed(seed)
-    click.echo(f"initialised {data_dir} ({'joined mesh' if mesh_key else 'new mesh'})")
+    click.echo(f"initialised {data_dir} ({'joined mesh' if mesh_key or invite else 'new mesh'})")
     click.echo(f"peer id: {peer_id}")
     click.echo(f"join address: {cfg.listen}/p2p/{peer_id}")
     click.echo(f"mesh key: {data_dir / MESH_KEY_FILE} (give it to nodes that join with --mesh-key)")
@@ -189,6 +206,25 @@ def run(data_dir: Path, verbose: bool) -> None:
 
     trio.run(_main)
     click.echo(f"meshnode {cfg.name} stopped", err=True)
+
+
+@main.command()
+@data_dir_option
+@reports_errors
+def invite(data_dir: Path, as_json: bool) -> None:
+    """Print a join token: `meshnode init DIR --token TOKEN` joins this mesh."""
+    from .host import peer_id_from_seed
+    from .invite import JoinToken
+
+    cfg = Config.load(data_dir)
+    join = [f"{cfg.listen}/p2p/{peer_id_from_seed(read_identity(data_dir))}"]
+    try:  # a running node also knows the members it is connected to
+        join += [p["addr"] for p in client_for(data_dir).get("/peers") if p["state"] == "alive" and p["addr"]]
+    except MeshError:
+        pass
+    token = JoinToken(mesh_key=read_mesh_key(data_dir / MESH_KEY_FILE), join=tuple(dict.fromkeys(join))).encode()
+    emit({"token": token, "join": join}, as_json,
+         lambda d: f"{d['token']}\n(it holds the mesh key: whoever has it can join; share it like a password)")
 
 
 # -- status / peers ---------------------------------------------------------------
