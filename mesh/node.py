@@ -187,6 +187,8 @@ class Node:
                         try:
                             yield node
                         finally:
+                            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                                await node._say_goodbye()
                             nursery.cancel_scope.cancel()
             finally:
                 # Every task and worker thread has finished now: nothing can still use Raft or SQLite.
@@ -223,6 +225,26 @@ class Node:
         if not connected:
             self.rpc.forget(peer)
             self.state.peer_down(peer)
+
+    async def _say_goodbye(self) -> None:
+        """Tell every connected peer we are leaving, so they need not wait to notice."""
+        async with trio.open_nursery() as nursery:
+            for rec in self.peers.records():
+                if self.host.is_connected(rec.descriptor.peer_id):
+                    nursery.start_soon(self._send_bye, rec.descriptor.peer_id)
+
+    async def _send_bye(self, peer: str) -> None:
+        try:
+            await self.rpc.notify(peer, "bye", None)
+        except MeshError:
+            pass
+
+    async def _on_bye(self, peer: str, body: Any) -> None:
+        if self.peers.departed(peer):
+            rec = self.peers.get(peer)
+            log.info("peer %s (%s) left", rec.descriptor.name, peer)
+            self.state.peer_down(peer)
+            self.rpc.forget(peer)
 
     async def _hello(self, peer: str) -> None:
         reply = await self.rpc.call(peer, "hello", self.descriptor().to_wire(), timeout=5)
@@ -294,6 +316,9 @@ class Node:
         desc = Descriptor.from_wire(body.get("desc"))
         if desc.peer_id != peer:
             raise RemoteProtocolError("mesh: advert descriptor names another peer")
+        rec = self.peers.get(peer)
+        if rec is not None and rec.left:
+            return  # an advert that crossed its goodbye; a peer that returns says hello first
         self._learn(desc)
         self.peers.set_load(peer, Load.from_wire(body.get("load")), trio.current_time())
         raft = body.get("raft")
@@ -829,6 +854,7 @@ class Node:
         self.rpc.route("model.fetch", self._on_model_fetch)
         self.rpc.route("infer", self._on_infer)
         self.rpc.route_note("advert", self._on_advert)
+        self.rpc.route_note("bye", self._on_bye)
         self.rpc.route_note("crdt.sync", self.state.receive)
 
 

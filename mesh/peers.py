@@ -9,6 +9,7 @@ old is its last advert — evaluated at ``now``:
 alive      connected and heard from within ``suspect_after`` seconds
 suspect    connected but silent longer than that (hung, overloaded, paused)
 gone       no connection, or silent longer than ``gone_after`` seconds
+left       said goodbye (a graceful shutdown) and not heard from since
 =========  ===============================================================
 
 A later issue replaces the freshness rule with a SWIM/Lifeguard core; the table
@@ -115,9 +116,12 @@ class PeerRecord:
     connected: bool = False
     last_heard: float = 0.0
     load: Load = field(default_factory=Load)
+    left: bool = False
 
     def state(self, now: float) -> str:
-        """alive / suspect / gone at ``now`` (see the module doc)."""
+        """alive / suspect / gone / left at ``now`` (see the module doc)."""
+        if self.left:
+            return "left"
         silent = now - self.last_heard
         if not self.connected or silent > GONE_AFTER:
             return "gone"
@@ -141,13 +145,21 @@ class PeerTable:
         if old is None:
             self._peers[desc.peer_id] = PeerRecord(descriptor=desc, connected=True, last_heard=now)
             return True
-        self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now)
-        return old.state(now) == "gone"
+        self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now, left=False)
+        return old.state(now) in ("gone", "left")
+
+    def departed(self, peer_id: str) -> bool:
+        """The peer said goodbye; True if it was known and not already marked."""
+        old = self._peers.get(peer_id)
+        if old is None or old.left:
+            return False
+        self._peers[peer_id] = replace(old, left=True, connected=False, load=Load())
+        return True
 
     def set_load(self, peer_id: str, load: Load, now: float) -> None:
         """Record an advert's load for a known peer."""
         old = self._peers.get(peer_id)
-        if old is not None:
+        if old is not None and not old.left:
             self._peers[peer_id] = replace(old, load=load, last_heard=now, connected=True)
 
     def connection(self, peer_id: str, connected: bool) -> None:

@@ -197,6 +197,11 @@ def test_follower_restart_keeps_its_data(cluster):
     follower = next(n for n in cluster.nodes if n.peer_id != leader)
     assert cli("state", "put", "restart/marker", "kept", *d(follower)).returncode == 0
     assert cluster.stop(follower) == 0
+    # A graceful stop is known everywhere at once, not after a timeout.
+    for node in cluster.nodes:
+        if node is not follower:
+            states = {p["peer_id"]: p["state"] for p in node.client().get("/peers")}
+            assert states[follower.peer_id] == "left"
     assert cli("config", "set", "while.down", "1", *d(cluster.nodes[0] if cluster.nodes[0] is not follower else cluster.nodes[1])).returncode == 0
     cluster.start(follower)
     cluster.wait_api(follower)

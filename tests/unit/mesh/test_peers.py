@@ -68,3 +68,14 @@ def test_a_peer_back_from_gone_counts_as_joining_again():
     assert table.heard(desc(), now=1.0) is True  # it spoke again: sync and adverts must restart
     assert table.heard(desc(), now=2.0) is False
     assert table.heard(desc(), now=2.0 + GONE_AFTER + 1) is True  # silent too long, then heard again
+
+
+def test_goodbye_marks_a_peer_left_until_it_speaks_again():
+    table = PeerTable("me")
+    table.heard(desc(), now=0.0)
+    assert table.departed("p1") is True and table.departed("p1") is False
+    assert table.get("p1").state(0.1) == "left"
+    table.set_load("p1", Load(queue=1, max_queue=2), now=0.2)  # a late advert does not revive it
+    assert table.get("p1").state(0.2) == "left"
+    assert table.heard(desc(), now=5.0) is True and table.get("p1").state(5.0) == "alive"
+    assert table.departed("unknown") is False
