@@ -82,3 +82,61 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                 await node.infer("m", {"image": image.astype(np.float64)})
 
     trio.run(main)
+
+
+def _random_body(rng, depth=0):
+    """A random msgpack-able value, biased towards the shapes handlers expect."""
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False, 0, -1, 2**40, 3.5, float("inf")])
+    if kind == 2:
+        return rng.choice(["", "m", "a" * 64, "0OIl", "/ip4/127.0.0.1/tcp/1/p2p/x", "127.0.0.1:1", "\u00ff" * 3])
+    if kind == 3:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
+    if kind == 4:
+        return rng.randrange(-5, 5)
+    if kind == 5:
+        return rng.choice(["float32", "object", "delta", "digest", "config.set"])
+    if kind == 6:
+        return [_random_body(rng, depth + 1) for _ in range(rng.randrange(4))]
+    keys = ["peer_id", "raft_addr", "hops", "model", "inputs", "sha256", "offset", "length", "desc", "load",
+            "peers", "t", "v", "delta", "context", "dtype", "shape", "data", "name", "tier", "raft"]
+    return {rng.choice(keys): _random_body(rng, depth + 1) for _ in range(rng.randrange(5))}
+
+
+def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
+    import random
+
+    seed = 20261123
+    rng = random.Random(seed)
+    node_dir = LocalCluster(tmp_path).init_node("target").data_dir
+
+    async def main():
+        async with Node.start(Config.load(node_dir), serve_api=False) as node:
+            psk = read_mesh_key(node_dir / "mesh.key")
+            evil = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                        on_peer_event=lambda *_: None)
+            methods = ["hello", "raft.join", "raft.add", "raft.submit", "raft.models", "model.fetch", "infer"]
+            notes = ["advert", "crdt.sync", "bye"]
+            async with trio.open_nursery() as nursery, evil.running():
+                rpc = RpcPlane(evil, nursery)
+                await evil.connect(node.host.addrs()[0])
+                for i in range(300):
+                    body = _random_body(rng)
+                    if i % 3 == 0:
+                        await rpc.notify(node.peer_id, rng.choice(notes), body)
+                        continue
+                    method = rng.choice(methods)
+                    try:
+                        await rpc.call(node.peer_id, method, body, timeout=10)
+                    except RemoteError as exc:
+                        # Refused by validation, never by a crash inside a handler.
+                        assert "internal error" not in str(exc), f"seed {seed}: {method} {body!r}: {exc}"
+                nursery.cancel_scope.cancel()
+            assert node.status()["rpc"]["served"] >= 200, f"seed {seed}"
+            await node.state.put("after/fuzz", 1)
+            assert await node.config.get("never") is None
+
+    trio.run(main)
