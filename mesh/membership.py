@@ -622,7 +622,7 @@ class Membership:
 
     def _confirm(self, peer: str, update: Update, now: float) -> None:
         s = self._suspicions.get(peer)
-        if s is None or update.origin in s.confirmers or update.origin == self.self_id:
+        if s is None or update.origin in s.confirmers:
             return
         if len(s.confirmers) - 1 >= self._expected_confirmations(s.n):
             return  # already at the minimum; no need to spread more confirmations
@@ -707,7 +707,9 @@ class Membership:
         # Lifeguard: every missed nack is evidence that *we* are slow; no helpers at all counts 1.
         self._adjust_health(probe.helpers - probe.nacks if probe.helpers else 1)
         member = self._members.get(probe.target)
-        if member is not None and member.state is State.ALIVE:
+        # Suspecting an already-suspect member at the same incarnation is an independent
+        # confirmation when someone else raised the suspicion (Lifeguard §4.2).
+        if member is not None and member.state in (State.ALIVE, State.SUSPECT):
             self._apply(Update(peer=probe.target, state=State.SUSPECT, incarnation=member.incarnation,
                                origin=self.self_id), now)
 

@@ -86,7 +86,7 @@ class Simulation:
         # a few earlier nodes and must learn the rest from gossip.
         for i, node_id in enumerate(self.ids):
             core = self.nodes[node_id].core
-            peers = self.ids if full_view else self.rng.sample(self.ids[:i] or self.ids[1:2], min(seeds, max(i, 1)))
+            peers = self.ids if full_view else self.rng.sample(self.ids[:i], min(seeds, i))
             for peer in peers:
                 core.join(peer, 0.0)
             if full_view:
@@ -135,8 +135,23 @@ class Simulation:
         """Run ``action`` at simulated time ``when``."""
         self._push(when, _CALL, action)
 
-    def run_until(self, until: float, stop: Callable[[], bool] | None = None) -> bool:
-        """Process events up to ``until``; stop early (returning True) once ``stop()`` holds."""
+    def run_until(self, until: float, stop: Callable[[], bool] | None = None, check_every: float = 0.05) -> bool:
+        """Process events up to ``until``; with ``stop``, return True as soon as it holds.
+
+        ``stop`` is checked every ``check_every`` simulated seconds (so results are quantised
+        to that step), which keeps expensive whole-cluster checks off the hot path.
+        """
+        if stop is None:
+            self._run(until)
+            return False
+        while True:
+            if stop():
+                return True
+            if self.now >= until:
+                return False
+            self._run(min(until, self.now + check_every))
+
+    def _run(self, until: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= until:
             when, _, kind, payload = heapq.heappop(heap)
@@ -153,12 +168,7 @@ class Simulation:
                 self._flush(node_id)
             else:
                 payload()
-            if stop is not None and kind != _WAKE and stop():
-                return True
-            if stop is not None and kind == _WAKE and stop():
-                return True
         self.now = max(self.now, until)
-        return stop() if stop is not None else False
 
     def live_ids(self) -> list[str]:
         """Nodes neither crashed nor gone."""
