@@ -9,6 +9,7 @@ import logging
 SUITES = {
     "rpc": "bench.rpc",
     "raft": "bench.raft",
+    "membership": "bench.membership_curve",
 }
 
 

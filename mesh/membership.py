@@ -26,15 +26,28 @@ piggybacks a bounded list of membership updates, each retransmitted about ``λ·
 
 Lifeguard (Dadgar et al. 2017) makes the verdicts robust when *this* node is slow:
 
-* **Local health multiplier** (LHM, §4.3 "Local Health Aware Probe"): a score in
+* **Local health multiplier** (LHM, "Local Health Aware Probe"): a score in
   ``0..max_local_health`` that rises when we miss acks or nacks, or when we have to refute an
   accusation, and falls with each successful probe. Probe interval and timeout are scaled by
   ``LHM + 1``, so a CPU-starved node slows its own verdicts instead of accusing healthy peers.
-* **Nack** (§4.3): a helper that got no answer from the target by 80 % of the probe timeout
+* **Nack**: a helper that got no answer from the target by 80 % of the probe timeout
   says so. A requester that does not even hear the nacks learns that the trouble is local.
-* **Dynamic suspicion** (§4.2 "Local Health Aware Suspicion"): a suspicion starts at the
+* **Dynamic suspicion** ("Local Health Aware Suspicion"): a suspicion starts at the
   maximum timeout and shrinks towards the minimum, logarithmically, as independent members
   (distinct ``origin``) confirm it.
+
+Beyond the papers, each for a failure the simulator showed (``tests/sim``):
+
+* a refutation is also pinged straight to the accuser and ``refute_fanout`` random members,
+  since their suspicion timers are already running (gossip alone lost the race now and then);
+* anyone who hears a stale accusation against us gets our alive again, and anyone we hold as
+  suspect or dead is told so whenever we answer it (Lifeguard's "buddy system"), which is how a
+  node paused past its death learns of it and comes back;
+* ``Sync`` is memberlist's push-pull: the whole table, swapped right after ``join`` and then
+  every ``sync_interval``, so a newcomer learns every member at once and lost gossip is repaired;
+* dead members are pinged now and then (Serf's reconnect), so a healed partition merges again;
+* a message from an unknown sender adds it at incarnation 0, a hint that can never override
+  a verdict.
 
 Invariants: a member's incarnation in our table never decreases; only the member itself
 creates ``alive`` at a new incarnation; a node never records itself as anything but alive
@@ -51,7 +64,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
@@ -72,165 +85,36 @@ __all__ = [
     "Ping",
     "PingReq",
     "State",
+    "Sync",
     "Update",
     "decode",
     "encode",
 ]
 
-MAX_GOSSIP = 64
-"""Most updates one message may carry; a peer sending more is refused."""
-MAX_ID_LENGTH = 256
-"""Longest peer id accepted (libp2p peer ids are ~52 characters)."""
-_MAX_INT = 2**63 - 1
-
-
-class State(str, Enum):
-    """A member's state as this node believes it."""
-
-    ALIVE = "alive"
-    SUSPECT = "suspect"
-    DEAD = "dead"
-    LEFT = "left"
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-
-
-def _check_id(name: str, value: object) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
-        raise LocalProtocolError(f"membership: {name} must be a non-empty str of at most {MAX_ID_LENGTH} chars")
-
-
-def _check_uint(name: str, value: object) -> None:
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise LocalProtocolError(f"membership: {name} must be an int in 0..2**63-1, got {value!r}")
-
-
-def _check_gossip(gossip: object) -> None:
-    if not isinstance(gossip, tuple) or len(gossip) > MAX_GOSSIP:
-        raise LocalProtocolError(f"membership: gossip must be a tuple of at most {MAX_GOSSIP} Updates")
-    for update in gossip:
-        if not isinstance(update, Update):
-            raise LocalProtocolError(f"membership: gossip items must be Updates, got {type(update).__name__}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Update:
-    """One piece of gossip: ``origin`` says ``peer`` is in ``state`` at ``incarnation``."""
-
-    peer: str
-    state: State
-    incarnation: int
-    origin: str
-
-    def __post_init__(self) -> None:
-        _check_id("Update.peer", self.peer)
-        _check_id("Update.origin", self.origin)
-        if not isinstance(self.state, State):
-            raise LocalProtocolError(f"membership: Update.state must be a State, got {self.state!r}")
-        _check_uint("Update.incarnation", self.incarnation)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ping:
-    """Direct probe of ``target`` (SWIM §3.1); answered by ``Ack`` with the same ``seq``."""
-
-    seq: int
-    target: str
-    gossip: tuple[Update, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_uint("Ping.seq", self.seq)
-        _check_id("Ping.target", self.target)
-        _check_gossip(self.gossip)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PingReq:
-    """"Please ping ``target`` for me and forward its ack under my ``seq``" (SWIM §3.1)."""
-
-    seq: int
-    target: str
-    gossip: tuple[Update, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_uint("PingReq.seq", self.seq)
-        _check_id("PingReq.target", self.target)
-        _check_gossip(self.gossip)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ack:
-    """The probe ``seq`` reached its target (directly or through a helper)."""
-
-    seq: int
-    gossip: tuple[Update, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_uint("Ack.seq", self.seq)
-        _check_gossip(self.gossip)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Nack:
-    """A helper heard nothing from the target of ``seq`` in time (Lifeguard §4.3)."""
-
-    seq: int
-    gossip: tuple[Update, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_uint("Nack.seq", self.seq)
-        _check_gossip(self.gossip)
-
-
-Message = Ping | PingReq | Ack | Nack
-"""Any message the membership core sends or receives."""
-
-_TYPE_NAMES = {Ping: "ping", PingReq: "ping-req", Ack: "ack", Nack: "nack"}
-_TYPES = {name: cls for cls, name in _TYPE_NAMES.items()}
-_STATES = {s.value: s for s in State}
-
-
-def encode(msg: Message) -> dict:
-    """The wire form of ``msg``: a plain dict ``{"v": 1, "t": ..., ...}`` ready for msgpack."""
-    name = _TYPE_NAMES.get(type(msg))
-    if name is None:
-        raise LocalProtocolError(f"membership: cannot encode {type(msg).__name__}; expected a membership Message")
-    obj: dict = {"v": 1, "t": name, "seq": msg.seq}
-    if isinstance(msg, (Ping, PingReq)):
-        obj["target"] = msg.target
-    obj["g"] = [[u.peer, u.state.value, u.incarnation, u.origin] for u in msg.gossip]
-    return obj
-
-
-def decode(obj: object) -> Message:
-    """Rebuild a message from its wire form; anything malformed raises ``RemoteProtocolError``."""
-    if not isinstance(obj, dict):
-        raise RemoteProtocolError(f"membership: expected a dict, got {type(obj).__name__}")
-    if obj.get("v") != 1 or type(obj.get("v")) is not int:
-        raise RemoteProtocolError(f"membership: unsupported version {obj.get('v')!r}; this node speaks v1")
-    cls = _TYPES.get(obj.get("t")) if isinstance(obj.get("t"), str) else None
-    if cls is None:
-        raise RemoteProtocolError(f"membership: unknown message type {obj.get('t')!r}")
-    keys = {"v", "t", "seq", "g"} | ({"target"} if cls in (Ping, PingReq) else set())
-    if set(obj) != keys:
-        raise RemoteProtocolError(f"membership: {obj['t']} must have exactly the fields {sorted(keys)}")
-    raw = obj["g"]
-    if not isinstance(raw, list) or len(raw) > MAX_GOSSIP:
-        raise RemoteProtocolError(f"membership: gossip must be a list of at most {MAX_GOSSIP} items")
-    try:
-        gossip = []
-        for item in raw:
-            if not isinstance(item, list) or len(item) != 4 or item[1] not in _STATES:
-                raise LocalProtocolError(f"membership: gossip item must be [peer, state, incarnation, origin], got {item!r:.80}")
-            gossip.append(Update(peer=item[0], state=_STATES[item[1]], incarnation=item[2], origin=item[3]))
-        fields = {"seq": obj["seq"], "gossip": tuple(gossip)}
-        if "target" in keys:
-            fields["target"] = obj["target"]
-        return cls(**fields)
-    except (LocalProtocolError, TypeError) as exc:
-        raise RemoteProtocolError(f"membership: malformed {obj['t']}: {exc}") from None
+from .membership_messages import (  # noqa: E402  (re-exported: the wire types)
+    Ack,
+    MAX_FORWARDS,
+    MAX_GOSSIP,
+    MAX_ID_LENGTH,
+    MAX_SYNC,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    State,
+    Sync,
+    Update,
+    _MAX_INT,
+    _STATES,
+    _TYPES,
+    _TYPE_NAMES,
+    _check_gossip,
+    _check_id,
+    _check_uint,
+    _trusted_update,
+    decode,
+    encode,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,22 +187,37 @@ class MembershipConfig:
     """Lifeguard K: independent suspicions that bring the timeout down to the minimum."""
     max_local_health: int = 8
     """Ceiling of the local health multiplier (Lifeguard's S); timings scale by up to 9×."""
-    retransmit_multiplier: float = 4.0
-    """SWIM λ: each update is piggybacked ``ceil(λ · log10(N + 1))`` times."""
+    retransmit_multiplier: int = 4
+    """SWIM λ: each update is piggybacked ``λ · ceil(log10(N + 1))`` times (memberlist's rule)."""
     max_piggyback: int = 16
     """Most updates piggybacked on one message (at most ``MAX_GOSSIP``)."""
     nack_fraction: float = 0.8
-    """A helper sends its nack after this fraction of the probe timeout (Lifeguard §4.3)."""
+    """A helper sends its nack after this fraction of the probe timeout (Lifeguard)."""
+    refute_fanout: int = 8
+    """Members told of a refutation directly, besides gossip: a suspect's timers are already
+    running everywhere, so waiting for the epidemic alone would let some of them expire."""
+    sync_interval: float = 30.0
+    """Seconds between push-pull exchanges of the whole member table with one random member
+    (memberlist's LAN default). The first happens right after the first ``join``."""
+    reconnect_interval: float = 2.0
+    """Seconds between attempts to reach a dead member, so a healed partition merges again.
+    Each attempt happens with probability dead/alive (as Serf does), so the whole cluster sends
+    about one ping per dead member per interval, however large it is."""
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
             raise LocalProtocolError("membership: need 0 < probe_timeout < probe_interval")
-        if self.indirect_probes < 0 or self.suspicion_confirmations < 0 or self.max_local_health < 0:
-            raise LocalProtocolError("membership: indirect_probes, suspicion_confirmations and max_local_health must be >= 0")
+        counts = (self.refute_fanout, self.indirect_probes, self.suspicion_confirmations, self.max_local_health)
+        if min(counts) < 0:
+            raise LocalProtocolError(
+                "membership: refute_fanout, indirect_probes, suspicion_confirmations and max_local_health must be >= 0"
+            )
         if self.suspicion_min_multiplier <= 0 or self.suspicion_max_multiplier < 1:
             raise LocalProtocolError("membership: need suspicion_min_multiplier > 0 and suspicion_max_multiplier >= 1")
         if not 1 <= self.max_piggyback <= MAX_GOSSIP:
             raise LocalProtocolError(f"membership: max_piggyback must be in 1..{MAX_GOSSIP}")
+        if self.reconnect_interval <= 0 or self.sync_interval <= 0:
+            raise LocalProtocolError("membership: reconnect_interval and sync_interval must be > 0")
         if not 0 < self.nack_fraction < 1 or self.retransmit_multiplier <= 0:
             raise LocalProtocolError("membership: need 0 < nack_fraction < 1 and retransmit_multiplier > 0")
 
@@ -336,7 +235,7 @@ class MemberState:
 
 @dataclass(slots=True)
 class _Suspicion:
-    """A running suspicion timer (Lifeguard §4.2)."""
+    """A running suspicion timer (Lifeguard)."""
 
     start: float
     n: int
@@ -415,6 +314,10 @@ class Membership:
         self._seq = 0
         self._probe: _Probe | None = None
         self._next_probe_at: float | None = None
+        self._next_reconnect_at: float | None = None
+        self._next_sync_at: float | None = None
+        self._synced = False  # has any push-pull been answered yet?
+        self._table_cache: tuple[Update, ...] | None = None
         self._probe_order: list[str] = []
         self._probe_index = 0
         self._forwards: dict[int, _Forward] = {}
@@ -423,7 +326,7 @@ class Membership:
         self._out: list[tuple[str, Message]] = []
         self._events: list[Event] = []
         self._stats = {"probes": 0, "probes_failed": 0, "indirect_probes": 0, "refutations": 0,
-                       "pings_received": 0, "messages_sent": 0, "dropped": 0}
+                       "pings_received": 0, "messages_sent": 0, "dropped": 0, "syncs": 0}
         self._queue_self(State.ALIVE)
 
     # ---- public API ------------------------------------------------------------------------
@@ -435,14 +338,14 @@ class Membership:
             return
         self._set(peer_id, State.ALIVE, 0, now)
         self._events.append(MemberUp(peer=peer_id, incarnation=0))
-        if self._next_probe_at is None:
-            self._next_probe_at = now
+        self._wake_probing(now)
 
     def leave(self, now: float) -> None:
         """Leave gracefully: tell every member at once, then stop probing and answering."""
         if self._leaving:
             return
         self._leaving = True
+        self._table_cache = None
         goodbye = Update(peer=self.self_id, state=State.LEFT, incarnation=self._incarnation, origin=self.self_id)
         self._gossip[self.self_id] = [goodbye, 0]
         # Sent to everyone rather than gossiped, so the node is "gone everywhere at once";
@@ -457,6 +360,10 @@ class Membership:
         """Take in a message ``src`` sent us."""
         if self._leaving:
             return
+        if src not in self._members and src != self.self_id:
+            # A message proves its sender exists; incarnation 0 loses to anything it has said
+            # since, so this hint never overrides a verdict (a dead member stays dead).
+            self._apply(Update(peer=src, state=State.ALIVE, incarnation=0, origin=src), now)
         for update in msg.gossip:
             self._apply(update, now)
         if isinstance(msg, Ping):
@@ -466,6 +373,9 @@ class Membership:
                 return
             self._send(src, Ack(seq=msg.seq, gossip=self._piggyback(src)))
         elif isinstance(msg, PingReq):
+            if len(self._forwards) >= MAX_FORWARDS:
+                self._stats["dropped"] += 1
+                return
             seq = self._next_seq()
             timeout = self._probe_timeout()
             self._forwards[seq] = _Forward(src, msg.seq, now + timeout * self.config.nack_fraction,
@@ -482,6 +392,11 @@ class Membership:
         elif isinstance(msg, Nack):
             if self._probe is not None and self._probe.seq == msg.seq:
                 self._probe.nacks += 1
+        elif isinstance(msg, Sync):
+            if msg.reply:
+                self._send(src, Sync(gossip=self._table(), reply=False))
+            else:
+                self._synced = True
 
     def tick(self, now: float) -> None:
         """Act on every deadline that has passed: probe steps, nacks, suspicion timers."""
@@ -496,6 +411,10 @@ class Membership:
             self._probe_failed(probe, now)
         if self._next_probe_at is not None and now >= self._next_probe_at:
             self._start_probe(now)
+        if self._next_reconnect_at is not None and now >= self._next_reconnect_at:
+            self._reconnect(now)
+        if self._next_sync_at is not None and now >= self._next_sync_at:
+            self._sync(now)
 
     def outgoing(self) -> list[tuple[str, Message]]:
         """Drain the messages to send, as ``(destination, message)``."""
@@ -515,6 +434,10 @@ class Membership:
             candidates.append(self._probe.fail_at if self._probe.indirect_sent else self._probe.indirect_at)
         if self._next_probe_at is not None:
             candidates.append(self._next_probe_at)
+        if self._next_reconnect_at is not None:
+            candidates.append(self._next_reconnect_at)
+        if self._next_sync_at is not None:
+            candidates.append(self._next_sync_at)
         return min(candidates) if candidates and not self._leaving else math.inf
 
     def members(self) -> dict[str, MemberState]:
@@ -561,8 +484,7 @@ class Membership:
                 self._set(peer, State.ALIVE, inc, now)
                 self._events.append(MemberUp(peer=peer, incarnation=inc))
                 self._queue(update)
-                if self._next_probe_at is None:
-                    self._next_probe_at = now
+                self._wake_probing(now)
             return
         held = member.state
         if held is State.SUSPECT and heard is State.SUSPECT and inc == member.incarnation:
@@ -592,13 +514,24 @@ class Membership:
                 self._queue_self(State.ALIVE)
             return
         if update.incarnation < self._incarnation:
-            return  # already refuted
+            # Already refuted, but this sender has not heard: gossip our alive afresh so the
+            # reply it is about to get carries it (Lifeguard's buddy system, completed).
+            self._queue_self(State.ALIVE)
+            return
         self._incarnation = update.incarnation + 1
         self._stats["refutations"] += 1
         self._adjust_health(+1)  # Lifeguard: being suspected hints that we are the slow one
         self._queue_self(State.ALIVE)
+        alive = [p for p, m in self._members.items() if m.state is State.ALIVE and p != update.origin]
+        targets = self._rng.sample(alive, min(self.config.refute_fanout, len(alive)))
+        if update.origin in self._members:
+            targets.append(update.origin)
+        refutation = (Update(peer=self.self_id, state=State.ALIVE, incarnation=self._incarnation, origin=self.self_id),)
+        for peer in targets:  # a ping, so the reply brings back whatever else we missed
+            self._send(peer, Ping(seq=self._next_seq(), target=peer, gossip=refutation))
 
     def _set(self, peer: str, state: State, incarnation: int, now: float) -> None:
+        self._table_cache = None
         member = self._members.get(peer)
         if member is None:
             self._members[peer] = MemberState(peer=peer, state=state, incarnation=incarnation, since=now)
@@ -612,7 +545,7 @@ class Membership:
         if state is not State.SUSPECT:
             self._suspicions.pop(peer, None)
 
-    # ---- suspicion (Lifeguard §4.2) ----------------------------------------------------------
+    # ---- suspicion (Lifeguard) ----------------------------------------------------------
 
     def _start_suspicion(self, peer: str, origin: str, now: float) -> None:
         n = self._counts[State.ALIVE] + self._counts[State.SUSPECT] + 1
@@ -650,7 +583,7 @@ class Membership:
             member = self._members[peer]
             self._apply(Update(peer=peer, state=State.DEAD, incarnation=member.incarnation, origin=self.self_id), now)
 
-    # ---- probing (SWIM §3.1, §4.3; Lifeguard §4.3) -------------------------------------------
+    # ---- probing (SWIM §3.1, §4.3; Lifeguard's nacks and local health) -------------------------------------------
 
     def _probe_interval(self) -> float:
         return self.config.probe_interval * (self._local_health + 1)
@@ -689,6 +622,43 @@ class Membership:
         self._stats["probes"] += 1
         self._send(target, Ping(seq=seq, target=target, gossip=self._piggyback(target)))
 
+    def _wake_probing(self, now: float) -> None:
+        if self._next_probe_at is None:
+            self._next_probe_at = now
+        if self._next_reconnect_at is None:
+            self._next_reconnect_at = now + self.config.reconnect_interval
+        if self._next_sync_at is None:
+            self._next_sync_at = now
+
+    def _sync(self, now: float) -> None:
+        """Push-pull with one random alive member."""
+        # Until a first exchange succeeds (a joiner's), retry every two periods, not every 30 s.
+        self._next_sync_at = now + (self.config.sync_interval if self._synced else 2 * self.config.probe_interval)
+        alive = [p for p, m in self._members.items() if m.state is State.ALIVE]
+        if alive:
+            self._stats["syncs"] += 1
+            self._send(self._rng.choice(alive), Sync(gossip=self._table(), reply=True))
+
+    def _table(self) -> tuple[Update, ...]:
+        """Our whole view as updates (ourselves first), for ``Sync``; cached until it changes."""
+        if self._table_cache is None:
+            me = self.self_id
+            own = _trusted_update(me, State.LEFT if self._leaving else State.ALIVE, self._incarnation, me)
+            rest = [_trusted_update(p, m.state, m.incarnation, me) for p, m in self._members.items()]
+            self._table_cache = (own, *rest[: MAX_SYNC - 1])
+        return self._table_cache
+
+    def _reconnect(self, now: float) -> None:
+        """Ping one dead member now and then: if it is alive after all (a healed partition, a
+        long pause), our ping tells it it was declared dead, it refutes, and its ack brings
+        the refutation back. Not a probe: silence changes nothing."""
+        self._next_reconnect_at = now + self.config.reconnect_interval
+        dead = self._counts[State.DEAD]
+        if not dead or self._rng.random() >= dead / max(1, self._counts[State.ALIVE]):
+            return
+        peer = self._rng.choice([p for p, m in self._members.items() if m.state is State.DEAD])
+        self._send(peer, Ping(seq=self._next_seq(), target=peer, gossip=self._piggyback(peer)))
+
     def _probe_indirectly(self, probe: _Probe, now: float) -> None:
         probe.indirect_sent = True
         # After a time jump (a pause of this node) the period may be over already; give the
@@ -708,7 +678,7 @@ class Membership:
         self._adjust_health(probe.helpers - probe.nacks if probe.helpers else 1)
         member = self._members.get(probe.target)
         # Suspecting an already-suspect member at the same incarnation is an independent
-        # confirmation when someone else raised the suspicion (Lifeguard §4.2).
+        # confirmation when someone else raised the suspicion (Lifeguard).
         if member is not None and member.state in (State.ALIVE, State.SUSPECT):
             self._apply(Update(peer=probe.target, state=State.SUSPECT, incarnation=member.incarnation,
                                origin=self.self_id), now)
@@ -727,10 +697,11 @@ class Membership:
         self._gossip[update.peer] = [update, 0]
 
     def _queue_self(self, state: State) -> None:
+        self._table_cache = None  # our incarnation or state changed
         self._queue(Update(peer=self.self_id, state=state, incarnation=self._incarnation, origin=self.self_id))
 
     def _piggyback(self, dest: str) -> tuple[Update, ...]:
-        """Up to ``max_piggyback`` least-sent updates; drops those sent ``λ·log(N)`` times."""
+        """Up to ``max_piggyback`` least-sent updates; drops those sent ``λ·⌈log10(N+1)⌉`` times."""
         chosen: list[Update] = []
         member = self._members.get(dest)
         if member is not None and member.state is not State.ALIVE:
@@ -741,7 +712,7 @@ class Membership:
         if not self._gossip:
             return tuple(chosen)
         n = sum(self._counts.values()) + 1
-        limit = math.ceil(self.config.retransmit_multiplier * math.log10(n + 1))
+        limit = self.config.retransmit_multiplier * math.ceil(math.log10(n + 1))  # as memberlist
         room = self.config.max_piggyback - len(chosen)
         entries = self._gossip.values()
         if len(entries) > room:

@@ -10,6 +10,7 @@ Faults, all drawn from one seeded ``random.Random`` so a seed replays a run exac
 * **loss**: each message is dropped with probability ``loss``;
 * **partitions**: groups of nodes that cannot reach each other (checked at send and delivery);
 * **crash**: the node stops sending, receiving and ticking for good;
+* **slowness**: a CPU-starved node; every message to or from it waits up to ``slowness`` more;
 * **pause**: the node stops ticking and processing (like ``SIGSTOP``); messages to it queue up,
   as in a socket buffer, and are handled in order when it resumes.
 """
@@ -44,6 +45,7 @@ class SimNode:
     paused_until: float | None = None
     inbox: list[tuple[str, Message]] = field(default_factory=list)
     wake_at: float | None = None
+    slowness: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,11 @@ class Simulation:
         self.min_latency, self.max_latency = min_latency, max_latency
         self.codec = codec
         self.now = 0.0
+        self.config = config or MembershipConfig()
         self.ids = [f"n{i:04d}" for i in range(n)]
         self.nodes: dict[str, SimNode] = {}
         for i, node_id in enumerate(self.ids):
-            core = Membership(node_id, rng=random.Random(f"{seed}/{node_id}"), config=config or MembershipConfig())
+            core = Membership(node_id, rng=random.Random(f"{seed}/{node_id}"), config=self.config)
             self.nodes[node_id] = SimNode(core)
         # Either everyone starts knowing everyone (the converged state), or each node knows only
         # a few earlier nodes and must learn the rest from gossip.
@@ -99,6 +102,17 @@ class Simulation:
         for node_id in self.ids:
             self._flush(node_id)
 
+    def spawn(self, seeds: Iterable[str]) -> str:
+        """Start a new node now that knows only ``seeds``; returns its id."""
+        node_id = f"n{len(self.ids):04d}"
+        self.ids.append(node_id)
+        core = Membership(node_id, rng=random.Random(f"{self.seed}/{node_id}"), config=self.config)
+        self.nodes[node_id] = SimNode(core)
+        for peer in seeds:
+            core.join(peer, self.now)
+        self._flush(node_id)
+        return node_id
+
     # ---- faults -----------------------------------------------------------------------------
 
     def crash(self, node_id: str) -> None:
@@ -112,6 +126,10 @@ class Simulation:
         node = self.nodes[node_id]
         node.paused_until = self.now + duration
         self.at(self.now + duration, lambda: self._resume(node_id))
+
+    def slow(self, node_id: str, slowness: float) -> None:
+        """Starve ``node_id``: each message in or out of it is delayed by up to ``slowness`` s."""
+        self.nodes[node_id].slowness = slowness
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Split the network: nodes in different groups (and unlisted ones) cannot talk."""
@@ -209,6 +227,9 @@ class Simulation:
                 self.dropped += 1
                 continue
             latency = rng.uniform(self.min_latency, self.max_latency)
+            for end in (node, self.nodes.get(dest)):
+                if end is not None and end.slowness:
+                    latency += rng.uniform(0.0, end.slowness)
             self._push(self.now + latency, _DELIVER, (node_id, dest, msg))
         for event in core.events():
             self.log.append(Observation(self.now, node_id, event))
