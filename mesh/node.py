@@ -60,6 +60,9 @@ from inference import (
 from .api import serve_api as serve_api_task
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import Host, peer_id_from_seed, split_peer_addr
+from .membership import Event as MemberEvent
+from .membership import MemberDead, MemberLeft, MemberSuspect
+from .membership_driver import MembershipDriver
 from .peers import Descriptor, Load, PeerTable
 from .rpc import RpcPlane
 from .sensors import SensorState
@@ -128,6 +131,7 @@ class Node:
         self.peer_id = self.host.peer_id
         self.peers = PeerTable(self.peer_id)
         self.rpc = RpcPlane(self.host, nursery)
+        self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
         self.state = state
         self.config = ClusterConfig(self)
         self.runtime = Runtime(
@@ -178,6 +182,7 @@ class Node:
                     async with node.host.running():
                         await node._start_raft()
                         await nursery.start(node.state.run, node._send_sync)
+                        await nursery.start(node.membership.run)
                         nursery.start_soon(node._join_loop)
                         nursery.start_soon(node._advert_loop)
                         nursery.start_soon(node._model_loop)
@@ -188,6 +193,8 @@ class Node:
                             yield node
                         finally:
                             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                                node.membership.leave()
+                                await node.membership.flush()
                                 await node._say_goodbye()
                             nursery.cancel_scope.cancel()
             finally:
@@ -226,6 +233,31 @@ class Node:
             self.rpc.forget(peer)
             self.state.peer_down(peer)
 
+    def _on_member_event(self, event: MemberEvent) -> None:
+        """The failure detector's verdicts: the only source of "dead"."""
+        peer = event.peer
+        rec = self.peers.get(peer)
+        if rec is None:
+            return
+        name = rec.descriptor.name
+        if isinstance(event, MemberDead):
+            if self.peers.judge(peer, "dead") != "dead":
+                log.warning("peer %s (%s) declared dead by the failure detector", name, peer)
+            self.state.peer_down(peer)
+            self.rpc.forget(peer)
+        elif isinstance(event, MemberSuspect):
+            self.peers.judge(peer, "suspect")
+            log.info("peer %s (%s) is suspected", name, peer)
+        elif isinstance(event, MemberLeft):
+            if self.peers.departed(peer):
+                log.info("peer %s (%s) left", name, peer)
+                self.state.peer_down(peer)
+        else:  # MemberUp, MemberAlive
+            if self.peers.judge(peer, "alive") == "dead":
+                log.info("peer %s (%s) is back", name, peer)
+                self.state.peer_up(peer)
+                self._advert_now.set()
+
     async def _say_goodbye(self) -> None:
         """Tell every connected peer we are leaving, so they need not wait to notice."""
         async with trio.open_nursery() as nursery:
@@ -257,6 +289,7 @@ class Node:
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
+            self.membership.join(desc.peer_id)
             self._advert_now.set()
         if desc.addrs:
             self.host.add_addrs(desc.peer_id, list(desc.addrs))
@@ -826,6 +859,7 @@ class Node:
             "models": self.runtime.loaded(),
             "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue),
             "rpc": self.rpc.statistics(),
+            "membership": self.membership.statistics(),
         }
 
     def peer_list(self) -> list[dict]:

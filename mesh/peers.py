@@ -7,9 +7,14 @@ old is its last advert — evaluated at ``now``:
 
 =========  ===============================================================
 alive      connected and heard from within ``suspect_after`` seconds
-suspect    connected but silent longer than that (hung, overloaded, paused)
-gone       no connection, or silent longer than ``gone_after`` seconds
+suspect    the failure detector suspects it, or connected but silent longer
+           than ``suspect_after`` (hung, overloaded, paused)
+gone       the failure detector declared it dead, or no connection, or silent
+           longer than ``gone_after`` seconds
 left       said goodbye (a graceful shutdown) and not heard from since
+
+The failure detector (SWIM with Lifeguard, ``mesh.membership``) gives the
+verdicts; freshness is the fallback for peers it has not judged yet.
 =========  ===============================================================
 
 A later issue replaces the freshness rule with a SWIM/Lifeguard core; the table
@@ -117,11 +122,16 @@ class PeerRecord:
     last_heard: float = 0.0
     load: Load = field(default_factory=Load)
     left: bool = False
+    verdict: str = ""  # the failure detector's: "", "alive", "suspect" or "dead"
 
     def state(self, now: float) -> str:
         """alive / suspect / gone / left at ``now`` (see the module doc)."""
         if self.left:
             return "left"
+        if self.verdict == "dead":
+            return "gone"
+        if self.verdict == "suspect":
+            return "suspect"
         silent = now - self.last_heard
         if not self.connected or silent > GONE_AFTER:
             return "gone"
@@ -147,6 +157,14 @@ class PeerTable:
             return True
         self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now, left=False)
         return old.state(now) in ("gone", "left")
+
+    def judge(self, peer_id: str, verdict: str) -> str:
+        """Record the failure detector's verdict; returns the previous one ("" if unknown)."""
+        old = self._peers.get(peer_id)
+        if old is None:
+            return ""
+        self._peers[peer_id] = replace(old, verdict=verdict)
+        return old.verdict
 
     def departed(self, peer_id: str) -> bool:
         """The peer said goodbye; True if it was known and not already marked."""
