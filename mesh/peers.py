@@ -132,6 +132,8 @@ class PeerRecord:
             return "gone"
         if self.verdict == "suspect":
             return "suspect"
+        if self.verdict == "alive" and not self.connected:
+            return "suspect"  # a lost connection is a hint; only the failure detector says "dead"
         silent = now - self.last_heard
         if not self.connected or silent > GONE_AFTER:
             return "gone"

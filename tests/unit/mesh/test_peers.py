@@ -79,3 +79,17 @@ def test_goodbye_marks_a_peer_left_until_it_speaks_again():
     assert table.get("p1").state(0.2) == "left"
     assert table.heard(desc(), now=5.0) is True and table.get("p1").state(5.0) == "alive"
     assert table.departed("unknown") is False
+
+
+def test_failure_detector_verdicts_override_hints():
+    table = PeerTable("me")
+    table.heard(desc(), now=0.0)
+    assert table.judge("p1", "alive") == ""
+    table.connection("p1", False)
+    assert table.get("p1").state(0.1) == "suspect"  # a lost connection alone is only a hint
+    table.judge("p1", "dead")
+    assert table.get("p1").state(0.1) == "gone"
+    table.heard(desc(), now=1.0)
+    assert table.get("p1").state(1.0) == "gone"  # until the detector sees it alive again
+    assert table.judge("p1", "alive") == "dead" and table.get("p1").state(1.0) == "alive"
+    assert table.judge("nobody", "dead") == ""
