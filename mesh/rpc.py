@@ -64,17 +64,22 @@ class RpcPlane:
         *,
         max_inflight: int = 256,
         max_handlers: int = 64,
+        max_streams_per_peer: int = 8,
     ) -> None:
         self._host = host
         self._nursery = nursery
         self._max_inflight = max_inflight
         self._max_handlers = max_handlers
+        self._max_streams = max_streams_per_peer
+        self._inbound: dict[str, int] = {}  # open request streams per peer
         self._handlers: dict[str, Handler] = {}
         self._notes: dict[str, NoteHandler] = {}
         self._channels: dict[str, _Channel] = {}
         self._opening: dict[str, trio.Lock] = {}
         self._ids = itertools.count(1)
-        self.stats = {"calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0}
+        self.stats = {
+            "calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0, "streams_refused": 0,
+        }
         host.serve(PROTOCOL_ID, self._serve_stream)
 
     def route(self, method: str, handler: Handler) -> None:
@@ -88,6 +93,24 @@ class RpcPlane:
     # -- serving ---------------------------------------------------------------
 
     async def _serve_stream(self, stream: Stream) -> None:
+        # A peer needs one request stream (two during a reconnect); one opening streams by
+        # the hundred is cut off here instead of costing a task and buffers per stream.
+        peer = stream.peer_id
+        if self._inbound.get(peer, 0) >= self._max_streams:
+            self.stats["streams_refused"] += 1
+            if self.stats["streams_refused"] % 100 == 1:
+                log.warning("mesh: %s opened more than %d request streams; refusing more", peer, self._max_streams)
+            await stream.reset()
+            return
+        self._inbound[peer] = self._inbound.get(peer, 0) + 1
+        try:
+            await self._serve_requests(stream)
+        finally:
+            self._inbound[peer] -= 1
+            if not self._inbound[peer]:
+                del self._inbound[peer]
+
+    async def _serve_requests(self, stream: Stream) -> None:
         decoder = FrameDecoder()
         write_lock = trio.Lock()
         limiter = trio.Semaphore(self._max_handlers)

@@ -147,3 +147,36 @@ def test_oversized_messages_fail_fast_and_leave_the_channel_usable():
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_a_peer_opening_many_streams_is_cut_off_and_others_still_served():
+    async def main():
+        psk = os.urandom(32).hex()
+        a, b, c = make_host(psk), make_host(psk), make_host(psk)
+        async with trio.open_nursery() as nursery, a.running(), b.running(), c.running():
+            server = RpcPlane(a, nursery, max_streams_per_peer=4)
+
+            async def echo(peer, body):
+                return body
+
+            server.route("echo", echo)
+            await b.connect(a.addrs()[0])
+            await c.connect(a.addrs()[0])
+            streams, refused = [], 0
+            with trio.fail_after(10):
+                for _ in range(12):
+                    try:
+                        streams.append(await b.open_stream(a.peer_id, PROTOCOL_ID))
+                    except DialError:
+                        refused += 1  # reset while the protocol was being negotiated
+                for s in streams[4:]:
+                    if await s.receive_some() == b"":
+                        refused += 1
+            assert refused == 8 and server.statistics()["streams_refused"] == 8
+            good = RpcPlane(c, nursery)
+            assert await good.call(a.peer_id, "echo", "still here") == "still here"
+            for s in streams:
+                await s.aclose()
+            nursery.cancel_scope.cancel()
+
+    run(main)
