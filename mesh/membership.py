@@ -65,9 +65,8 @@ import heapq
 import math
 import random
 from dataclasses import dataclass
-from enum import Enum
 
-from crdt.errors import LocalProtocolError, RemoteProtocolError
+from crdt.errors import LocalProtocolError
 
 __all__ = [
     "Ack",
@@ -95,7 +94,6 @@ from .membership_messages import (  # noqa: E402  (re-exported: the wire types)
     Ack,
     MAX_FORWARDS,
     MAX_GOSSIP,
-    MAX_ID_LENGTH,
     MAX_SYNC,
     Message,
     Nack,
@@ -104,13 +102,7 @@ from .membership_messages import (  # noqa: E402  (re-exported: the wire types)
     State,
     Sync,
     Update,
-    _MAX_INT,
-    _STATES,
-    _TYPES,
-    _TYPE_NAMES,
-    _check_gossip,
     _check_id,
-    _check_uint,
     _trusted_update,
     decode,
     encode,

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,21 +37,18 @@ from consensus import (
     ConsensusError,
     MemberAdd,
     ModelRecord,
-    ModelRegister,
     RaftLog,
     decode_command,
     encode_command,
 )
 from crdt.errors import MeshError, RemoteProtocolError
 from inference import (
-    ModelSpec,
     Overloaded,
     PeerLoad,
     Runtime,
     choose_target,
     decode_tensors,
     encode_tensors,
-    read_model_spec,
     validate_inputs,
 )
 
@@ -63,6 +58,7 @@ from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
 from .membership_driver import MembershipDriver
+from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable
 from .rpc import RpcPlane
 from .sensors import SensorState
@@ -71,11 +67,9 @@ log = logging.getLogger("meshnode.node")
 
 ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
-MODEL_CHUNK = 1024 * 1024
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 TIER_STRENGTH = {"device": 0, "edge": 1, "cloud": 2}
 MAX_PARALLEL_DIALS = 16
-MODEL_RETRY = 10.0  # seconds before a model that failed to fetch or load is tried again
 
 
 def raft_password(psk_hex: str) -> str:
@@ -143,13 +137,8 @@ class Node:
         self._saved_membership: tuple[list[str], bool] | None = None  # built by a worker thread, closed even if we stop meanwhile
         self.raft_addr = f"{config.listen_host}:{config.raft.port}" if config.raft.port else ""
         self._raft_dir = self.data_dir / "raft"
-        self._models_dir = self.data_dir / "models"
-        self._models_dir.mkdir(exist_ok=True)
         self._workers = trio.CapacityLimiter(config.inference.workers)
         self._queue = 0
-        self._fetching: set[str] = set()
-        self._model_errors: dict[str, str] = {}
-        self._model_retry_at: dict[str, float] = {}
         self._join_lock = trio.Lock()
         self._dialing: set[str] = set()
         self._leader_hints: dict[str, tuple[int, str | None]] = {}  # voter -> (term, leader) from adverts
@@ -160,6 +149,7 @@ class Node:
         self.started_at = time.time()
         self.api_addr = ""
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
+        self.models = ModelFiles(self)
         self._routes()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -185,7 +175,7 @@ class Node:
                         await nursery.start(node.membership.run)
                         nursery.start_soon(node._join_loop)
                         nursery.start_soon(node._advert_loop)
-                        nursery.start_soon(node._model_loop)
+                        nursery.start_soon(node.models.run)
                         if serve_api:
                             node.api_addr = await nursery.start(serve_api_task, node)
                         log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
@@ -631,126 +621,9 @@ class Node:
 
     # -- models ----------------------------------------------------------------------
 
-    def _model_path(self, sha: str) -> Path:
-        return self._models_dir / f"{sha}.onnx"
-
     async def add_model(self, name: str, path: str | Path) -> dict:
         """Register a model in Raft and keep its file here for peers to fetch."""
-        src = Path(path)
-        if not src.is_file():
-            raise MeshError(f"inference: model file {src} does not exist")
-        spec: ModelSpec = await trio.to_thread.run_sync(read_model_spec, src)
-        dest = self._model_path(spec.sha256)
-        if not dest.exists():
-            await trio.to_thread.run_sync(shutil.copyfile, src, dest.with_suffix(".part"))
-            dest.with_suffix(".part").replace(dest)
-        wire = spec.to_wire()
-        record = ModelRecord(
-            name=name, sha256=spec.sha256, size=spec.size,
-            inputs=wire["inputs"], outputs=wire["outputs"], origin=self.peer_id,
-        )
-        await self.submit(ModelRegister(record=record))  # refused if the name holds another model
-        await self._ensure_loaded(record)
-        return record.to_wire()
-
-    async def _model_loop(self) -> None:
-        """Fetch and load every registered model this node lacks."""
-        while True:
-            try:
-                models = await self.cluster_models()
-            except MeshError:
-                models = {}
-            now = trio.current_time()
-            for record in models.values():
-                if self._model_retry_at.get(record.name, 0.0) > now:
-                    continue
-                if not self.runtime.has(record.name) and record.sha256 not in self._fetching:
-                    self._fetching.add(record.sha256)
-                    self._nursery.start_soon(self._fetch_model, record)
-            await trio.sleep(0.5)
-
-    async def _fetch_model(self, record: ModelRecord) -> None:
-        try:
-            await self._fetch_model_once(record)
-        except (MeshError, OSError) as exc:
-            # A file that will not load is removed so the next round fetches it afresh.
-            log.error("model %s: %s", record.name, exc)
-            self._model_path(record.sha256).unlink(missing_ok=True)
-            self._model_errors[record.name] = str(exc)
-            self._model_retry_at[record.name] = trio.current_time() + MODEL_RETRY
-
-    async def _fetch_model_once(self, record: ModelRecord) -> None:
-        try:
-            path = self._model_path(record.sha256)
-            if not path.exists():
-                sources = [record.origin] + [
-                    r.descriptor.peer_id for r in self.peers.alive(trio.current_time())
-                    if record.name in r.load.models
-                ]
-                for source in dict.fromkeys(sources):
-                    if source == self.peer_id or not self.host.is_connected(source):
-                        continue
-                    try:
-                        await self._download(source, record, path)
-                        break
-                    except MeshError as exc:
-                        log.warning("model %s: fetch from %s failed: %s", record.name, source, exc)
-                else:
-                    return
-            await self._ensure_loaded(record)
-        finally:
-            self._fetching.discard(record.sha256)
-
-    async def _download(self, source: str, record: ModelRecord, path: Path) -> None:
-        part = path.with_suffix(".part")
-        digest = hashlib.sha256()
-        fh = await trio.to_thread.run_sync(open, part, "wb")
-        try:
-            offset = 0
-            while offset < record.size:
-                chunk = await self.rpc.call(
-                    source, "model.fetch", {"sha256": record.sha256, "offset": offset, "length": MODEL_CHUNK}, timeout=10
-                )
-                if not isinstance(chunk, bytes) or not chunk or offset + len(chunk) > record.size:
-                    raise RemoteProtocolError(f"mesh: model.fetch from {source} returned a bad chunk")
-                await trio.to_thread.run_sync(fh.write, chunk)
-                digest.update(chunk)
-                offset += len(chunk)
-            await trio.to_thread.run_sync(lambda: (fh.flush(), os.fsync(fh.fileno())))
-        finally:
-            fh.close()
-        if digest.hexdigest() != record.sha256:
-            part.unlink()
-            raise RemoteProtocolError(f"mesh: model {record.name} from {source} does not match its sha256")
-        part.replace(path)
-        log.info("model %s (%d bytes) copied from %s", record.name, record.size, source)
-
-    async def _on_model_fetch(self, peer: str, body: Any) -> bytes:
-        if not isinstance(body, dict):
-            raise RemoteProtocolError("mesh: model.fetch needs a map")
-        sha, offset, length = body.get("sha256"), body.get("offset"), body.get("length")
-        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-            raise RemoteProtocolError("mesh: model.fetch needs a sha256")
-        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and 0 < length <= MODEL_CHUNK):
-            raise RemoteProtocolError("mesh: model.fetch offset/length out of range")
-        path = self._model_path(sha)
-        if not path.exists():
-            raise MeshError(f"inference: model {sha[:12]} is not on this node")
-
-        def read() -> bytes:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(length)
-
-        return await trio.to_thread.run_sync(read)
-
-    async def _ensure_loaded(self, record: ModelRecord) -> None:
-        if self.runtime.has(record.name):
-            return
-        spec = _record_spec(record)
-        await trio.to_thread.run_sync(self.runtime.load, record.name, self._model_path(record.sha256), spec)
-        log.info("model %s loaded (%s)", record.name, ", ".join(self.runtime.providers))
-        self._advert_now.set()
+        return await self.models.add(name, path)
 
     # -- inference -------------------------------------------------------------------
 
@@ -760,7 +633,7 @@ class Node:
         record = models.get(model)
         if record is None:
             raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
-        validate_inputs(_record_spec(record), inputs)
+        validate_inputs(record_spec(record), inputs)
         now = trio.current_time()
         candidates = [
             PeerLoad(
@@ -885,14 +758,8 @@ class Node:
         self.rpc.route("raft.add", self._on_raft_add)
         self.rpc.route("raft.submit", self._on_raft_submit)
         self.rpc.route("raft.models", self._on_raft_models)
-        self.rpc.route("model.fetch", self._on_model_fetch)
+        self.rpc.route("model.fetch", self.models.on_fetch)
         self.rpc.route("infer", self._on_infer)
         self.rpc.route_note("advert", self._on_advert)
         self.rpc.route_note("bye", self._on_bye)
         self.rpc.route_note("crdt.sync", self.state.receive)
-
-
-def _record_spec(record: ModelRecord) -> ModelSpec:
-    return ModelSpec.from_wire(
-        {"sha256": record.sha256, "size": record.size, "inputs": list(record.inputs), "outputs": list(record.outputs)}
-    )

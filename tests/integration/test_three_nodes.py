@@ -8,11 +8,9 @@ ones, which take nodes down on purpose.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
