@@ -10,6 +10,7 @@ SUITES = {
     "rpc": "bench.rpc",
     "raft": "bench.raft",
     "membership": "bench.membership_curve",
+    "failure-detection": "bench.failure_detection",
 }
 
 

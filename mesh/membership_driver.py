@@ -43,6 +43,11 @@ class MembershipDriver:
         self.core.join(peer, trio.current_time())
         self._wake.set()
 
+    def verdict(self, peer: str) -> str:
+        """The core's current view of ``peer``: "alive", "suspect", "dead", "left" or "" if unknown."""
+        member = self.core.members().get(peer)
+        return member.state.value if member is not None else ""
+
     def leave(self) -> None:
         """Gossip our graceful departure (sent by the next round)."""
         self.core.leave(trio.current_time())

@@ -280,6 +280,9 @@ class Node:
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
             self.membership.join(desc.peer_id)
+            # The detector may have judged this peer (from gossip) before we had its descriptor.
+            verdict = self.membership.verdict(desc.peer_id)
+            self.peers.judge(desc.peer_id, "alive" if verdict in ("alive", "left") else verdict)
             self._advert_now.set()
         if desc.addrs:
             self.host.add_addrs(desc.peer_id, list(desc.addrs))
