@@ -195,6 +195,9 @@ class MembershipConfig:
     """Seconds between attempts to reach a dead member, so a healed partition merges again.
     Each attempt happens with probability dead/alive (as Serf does), so the whole cluster sends
     about one ping per dead member per interval, however large it is."""
+    forget_after: float = 600.0
+    """Seconds a dead or departed member is remembered (and pinged now and then) before it is
+    dropped; long after any rumor about it has stopped circulating. It can always rejoin."""
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
@@ -208,8 +211,8 @@ class MembershipConfig:
             raise LocalProtocolError("membership: need suspicion_min_multiplier > 0 and suspicion_max_multiplier >= 1")
         if not 1 <= self.max_piggyback <= MAX_GOSSIP:
             raise LocalProtocolError(f"membership: max_piggyback must be in 1..{MAX_GOSSIP}")
-        if self.reconnect_interval <= 0 or self.sync_interval <= 0:
-            raise LocalProtocolError("membership: reconnect_interval and sync_interval must be > 0")
+        if self.reconnect_interval <= 0 or self.sync_interval <= 0 or self.forget_after <= 0:
+            raise LocalProtocolError("membership: reconnect_interval, sync_interval and forget_after must be > 0")
         if not 0 < self.nack_fraction < 1 or self.retransmit_multiplier <= 0:
             raise LocalProtocolError("membership: need 0 < nack_fraction < 1 and retransmit_multiplier > 0")
 
@@ -645,11 +648,24 @@ class Membership:
         long pause), our ping tells it it was declared dead, it refutes, and its ack brings
         the refutation back. Not a probe: silence changes nothing."""
         self._next_reconnect_at = now + self.config.reconnect_interval
+        self._forget_departed(now)
         dead = self._counts[State.DEAD]
         if not dead or self._rng.random() >= dead / max(1, self._counts[State.ALIVE]):
             return
         peer = self._rng.choice([p for p, m in self._members.items() if m.state is State.DEAD])
         self._send(peer, Ping(seq=self._next_seq(), target=peer, gossip=self._piggyback(peer)))
+
+    def _forget_departed(self, now: float) -> None:
+        """Drop members dead or departed for longer than ``forget_after`` (bounded table)."""
+        cutoff = now - self.config.forget_after
+        stale = [p for p, m in self._members.items() if m.state in (State.DEAD, State.LEFT) and m.since < cutoff]
+        for peer in stale:
+            member = self._members.pop(peer)
+            self._counts[member.state] -= 1
+            self._suspicions.pop(peer, None)
+        if stale:
+            self._table_cache = None
+            self._stats["forgotten"] = self._stats.get("forgotten", 0) + len(stale)
 
     def _probe_indirectly(self, probe: _Probe, now: float) -> None:
         probe.indirect_sent = True

@@ -113,6 +113,24 @@ def test_missed_ack_leads_to_indirect_probes_then_suspect_then_dead():
     assert m.members()[target].state is State.DEAD
 
 
+def test_long_dead_members_are_forgotten_and_may_rejoin():
+    """The table stays bounded: a member dead longer than ``forget_after`` is dropped."""
+    m = core(config=MembershipConfig(forget_after=30.0))
+    events = drive(m, 20.0, silent={"e"})
+    assert any(isinstance(e, MemberDead) and e.peer == "e" for _, e in events)
+    assert "e" in m.members()
+    drive(m, 60.0, silent={"e"})
+    assert "e" not in m.members() and set(m.members()) == set("abcd")
+    assert m.statistics()["forgotten"] == 1
+    m.join("e", 61.0)
+    assert m.events() == [MemberUp(peer="e", incarnation=0)]
+
+
+def test_forget_after_must_be_positive():
+    with pytest.raises(LocalProtocolError, match="forget_after"):
+        MembershipConfig(forget_after=0)
+
+
 def test_dead_members_are_not_probed():
     m = core(peers=("b",))
     m.receive("b", Ping(seq=1, target="a", gossip=(up("b", "dead", 0),)), 0.0)
