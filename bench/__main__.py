@@ -11,6 +11,7 @@ SUITES = {
     "raft": "bench.raft",
     "membership": "bench.membership_curve",
     "failure-detection": "bench.failure_detection",
+    "starvation": "bench.starvation",
 }
 
 
