@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ class Node:
             on_peer_event=self._on_peer_event,
         )
         self.peer_id = self.host.peer_id
+        self.instance = os.urandom(8).hex()  # tells this process apart from a copy of its data dir
+        self.identity_conflict = ""  # set when peers see our identity used by another running node
+        self._conflicts_reported: set[tuple[str, str, str]] = set()
         self.peers = PeerTable(self.peer_id)
         self.rpc = RpcPlane(self.host, nursery)
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
@@ -210,6 +214,7 @@ class Node:
             location=cfg.location,
             addrs=tuple(self.host.addrs()),
             raft_addr=self.raft_addr if self.raft is not None and self._raft_added else "",  # voters only
+            instance=self.instance,
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
@@ -248,6 +253,39 @@ class Node:
                 self.state.peer_up(peer)
                 self._advert_now.set()
 
+    def _report_duplicate(self, desc: Descriptor, instances: tuple[str, str]) -> None:
+        key = (desc.peer_id, *instances)
+        if key not in self._conflicts_reported:
+            self._conflicts_reported.add(key)
+            log.error(
+                "mesh: duplicate identity: two running nodes use peer id %s (%s; instances %s and %s). "
+                "A copied data dir? Stop one, remove its identity.key and `meshnode init` it anew",
+                desc.peer_id, desc.name, *instances,
+            )
+        # Tell whichever of the two is on the other end of our connection right now.
+        self._nursery.start_soon(self._send_conflict, desc.peer_id, list(instances))
+
+    async def _send_conflict(self, peer: str, instances: list[str]) -> None:
+        with trio.move_on_after(2):
+            try:
+                await self.rpc.notify(peer, "identity.conflict", {"instances": instances})
+            except MeshError:
+                pass
+
+    async def _on_identity_conflict(self, peer: str, body: Any) -> None:
+        instances = body.get("instances") if isinstance(body, dict) else None
+        if not (isinstance(instances, list) and len(instances) == 2 and all(isinstance(i, str) for i in instances)):
+            raise RemoteProtocolError("mesh: identity.conflict needs two instance ids")
+        if self.instance not in instances or self.identity_conflict:
+            return
+        rec = self.peers.get(peer)
+        self.identity_conflict = (
+            f"mesh: duplicate identity: another running node uses this node's peer id {self.peer_id} "
+            f"(reported by {rec.descriptor.name if rec else peer}). A copied data dir? Stop one, remove its "
+            "identity.key and `meshnode init` it anew"
+        )
+        log.error("%s", self.identity_conflict)
+
     async def _say_goodbye(self) -> None:
         """Tell every connected peer we are leaving, so they need not wait to notice."""
         async with trio.open_nursery() as nursery:
@@ -276,6 +314,9 @@ class Node:
         self._learn(desc)
 
     def _learn(self, desc: Descriptor) -> None:
+        duplicate = self.peers.duplicate(desc, trio.current_time())
+        if duplicate is not None:
+            self._report_duplicate(desc, duplicate)
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
@@ -343,8 +384,8 @@ class Node:
         if desc.peer_id != peer:
             raise RemoteProtocolError("mesh: advert descriptor names another peer")
         rec = self.peers.get(peer)
-        if rec is not None and rec.left:
-            return  # an advert that crossed its goodbye; a peer that returns says hello first
+        if rec is not None and rec.left and rec.descriptor.instance == desc.instance:
+            return  # an advert that crossed its goodbye (same process); a restarted one is new
         self._learn(desc)
         self.peers.set_load(peer, Load.from_wire(body.get("load")), trio.current_time())
         raft = body.get("raft")
@@ -359,8 +400,11 @@ class Node:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
                 continue
             other, addrs = item
-            if other == self.peer_id or self.host.is_connected(other):
+            if other == self.peer_id:
                 continue
+            known = self.peers.get(other)
+            if self.host.is_connected(other) and known is not None and known.state(trio.current_time()) == "alive":
+                continue  # connected and introduced; otherwise (re)dial and say hello
             if other in self._dialing or len(self._dialing) >= MAX_PARALLEL_DIALS:
                 continue
             if isinstance(addrs, list) and addrs and all(isinstance(a, str) for a in addrs):
@@ -732,6 +776,8 @@ class Node:
             "uptime_s": round(time.time() - self.started_at, 1),
             "sensors": self.state.statistics(),
             "store_notice": self.state.corrupt_notice,
+            "identity_conflict": self.identity_conflict,
+            "duplicate_peers": sorted({peer for peer, _, _ in self._conflicts_reported}),
             "models": self.runtime.loaded(),
             "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue),
             "rpc": self.rpc.statistics(),
@@ -765,4 +811,5 @@ class Node:
         self.rpc.route("infer", self._on_infer)
         self.rpc.route_note("advert", self._on_advert)
         self.rpc.route_note("bye", self._on_bye)
+        self.rpc.route_note("identity.conflict", self._on_identity_conflict)
         self.rpc.route_note("crdt.sync", self.state.receive)

@@ -31,6 +31,7 @@ from crdt.errors import RemoteProtocolError
 from .config import TIERS
 
 SUSPECT_AFTER = 4.0
+CONFLICT_WINDOW = 10.0  # seconds over which two live instances of one peer id count as a duplicate
 GONE_AFTER = 15.0
 
 
@@ -45,6 +46,7 @@ class Descriptor:
     location: str = ""
     addrs: tuple[str, ...] = ()
     raft_addr: str = ""
+    instance: str = ""  # random per process start: two at once under one peer id = a copied identity
 
     def to_wire(self) -> dict:
         """Plain dict for msgpack."""
@@ -56,6 +58,7 @@ class Descriptor:
             "location": self.location,
             "addrs": list(self.addrs),
             "raft_addr": self.raft_addr,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -89,6 +92,7 @@ class Descriptor:
             location=text("location", 128, required=False),
             addrs=texts("addrs"),
             raft_addr=text("raft_addr", 128, required=False),
+            instance=text("instance", 64, required=False),
         )
 
 
@@ -148,6 +152,26 @@ class PeerTable:
     def __init__(self, self_id: str) -> None:
         self._self = self_id
         self._peers: dict[str, PeerRecord] = {}
+        self._instances: dict[str, dict[str, list[float]]] = {}  # peer -> instance -> [first, last heard]
+
+    def duplicate(self, desc: Descriptor, now: float) -> tuple[str, str] | None:
+        """Two processes speaking as one peer id: (older instance, newer instance), else None.
+
+        A restart also brings a new instance, but the old one never speaks again; a
+        copied data dir shows as the older instance still speaking after the newer
+        one appeared, within ``CONFLICT_WINDOW`` seconds.
+        """
+        if not desc.instance:
+            return None
+        seen = self._instances.setdefault(desc.peer_id, {})
+        span = seen.setdefault(desc.instance, [now, now])
+        span[1] = now
+        for inst in [i for i, (_, last) in seen.items() if now - last > CONFLICT_WINDOW]:
+            del seen[inst]
+        if len(seen) < 2:
+            return None
+        (old, (_, old_last)), (new, (new_first, _)) = sorted(seen.items(), key=lambda kv: kv[1][0])[:2]
+        return (old, new) if old_last > new_first else None
 
     def heard(self, desc: Descriptor, now: float) -> bool:
         """Record a hello or advert; True when the peer is new or back from "gone"."""

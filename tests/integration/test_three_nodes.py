@@ -216,6 +216,8 @@ def test_follower_restart_keeps_its_data(cluster):
              "a new write to reach the restarted follower")
     wait_for(lambda: other.client().get("/state/get", key="after/restart2")["value"] == "from-follower", 10,
              "the restarted follower's write to reach a peer")
+    # A restart brings a new process instance; it must never be mistaken for a copied identity.
+    assert all("duplicate identity" not in n.log_path.read_text() for n in cluster.nodes)
 
 
 def test_client_without_running_node_fails_clearly(tmp_path):

@@ -93,3 +93,17 @@ def test_failure_detector_verdicts_override_hints():
     assert table.get("p1").state(1.0) == "gone"  # until the detector sees it alive again
     assert table.judge("p1", "alive") == "dead" and table.get("p1").state(1.0) == "alive"
     assert table.judge("nobody", "dead") == ""
+
+
+def test_a_restart_is_not_a_duplicate_but_two_live_instances_are():
+    table = PeerTable("me")
+    first, second = desc(instance="i1"), desc(instance="i2")
+    assert table.duplicate(first, now=0.0) is None
+    assert table.duplicate(first, now=1.0) is None
+    assert table.duplicate(second, now=2.0) is None  # a restart: the old instance has gone quiet
+    assert table.duplicate(second, now=3.0) is None
+    assert table.duplicate(first, now=4.0) == ("i1", "i2")  # ... unless it speaks again
+    assert table.duplicate(desc(), now=5.0) is None  # peers that send no instance are not judged
+    later = PeerTable("me")
+    later.duplicate(first, now=0.0)
+    assert later.duplicate(second, now=20.0) is None  # long after: a restart, whatever came before
