@@ -6,12 +6,9 @@ both should show no suspicion and no "dead" verdict at all.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from mesh.cluster import LocalCluster
 
@@ -19,27 +16,21 @@ BUSY = "import time\nt = time.time()\nwhile time.time() - t < {limit}: pass\n"
 
 
 def _observe(nodes: int, seconds: float, hogs: int) -> dict:
-    root = Path(tempfile.mkdtemp(prefix="meshnode-bench-starve-"))
     busy: list[subprocess.Popen] = []
     not_alive = 0
     try:
-        with LocalCluster(root) as cluster:
-            for i in range(nodes):
-                cluster.init_node(f"n{i}")
-            cluster.start_all()
-            cluster.wait_mesh()
+        with LocalCluster.formed(nodes, prefix="meshnode-bench-starve-") as cluster:
             busy = [subprocess.Popen([sys.executable, "-c", BUSY.format(limit=seconds + 15)]) for _ in range(hogs)]
             started = time.monotonic()
             while time.monotonic() - started < seconds:
                 for node in cluster.nodes:
                     not_alive += sum(p["state"] != "alive" for p in node.client(timeout=10).get("/peers"))
                 time.sleep(0.5)
-            logs = "".join((root / f"{n.name}.log").read_text() for n in cluster.nodes)
+            logs = "".join(n.log_path.read_text() for n in cluster.nodes)
     finally:
         for proc in busy:
             proc.kill()
             proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
     return {"name": f"{nodes} nodes, {hogs} busy-loop siblings, {seconds:g} s", "declared_dead": logs.count("declared dead"),
             "suspected": logs.count("is suspected"), "non_alive_observations": not_alive}
 

@@ -8,13 +8,16 @@ ends only the processes it started, by their pid, and every wait is bounded.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from crdt.errors import MeshError
 
@@ -178,6 +181,21 @@ class LocalCluster:
             return leaders.pop()
 
         return wait_for(agreed, timeout, "one agreed Raft leader", interval=0.2)
+
+    @classmethod
+    @contextmanager
+    def formed(cls, nodes: int, *, prefix: str = "meshnode-cluster-") -> Iterator["LocalCluster"]:
+        """``nodes`` nodes named n0… in a temp dir, running and meshed; all removed afterwards."""
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            with cls(root) as cluster:
+                for i in range(nodes):
+                    cluster.init_node(f"n{i}")
+                cluster.start_all()
+                cluster.wait_mesh()
+                yield cluster
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
     def __enter__(self) -> "LocalCluster":
         return self
