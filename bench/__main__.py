@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 
@@ -20,6 +21,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"some of {', '.join(SUITES)} (default: all)")
     parser.add_argument("--json", dest="json_file", help="Also write the figures to this file.")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="How long suites that observe a running mesh (starvation) watch it.")
     args = parser.parse_args()
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -28,7 +31,8 @@ def main() -> None:
     results = {}
     for name in args.suites:
         module = __import__(SUITES[name], fromlist=["run"])
-        rows = module.run()
+        takes_duration = "seconds" in inspect.signature(module.run).parameters
+        rows = module.run(seconds=args.duration) if args.duration and takes_duration else module.run()
         results[name] = rows
         print(f"== {name}")
         for row in rows:
