@@ -4,15 +4,21 @@ Theory of operation
 -------------------
 Inputs are this node's queue (requests waiting or running for the model) and
 its bound, plus each peer's last advertised load: its queue and bound for the
-model, whether it has the model loaded, and the measured round trip.
+model, whether it has the model loaded, its measured run time for the model
+(when it has run it) and the measured round trip. The caller passes only
+unexpired adverts: soft state past its expiry is no figure at all.
 
 * While the local queue has room, the request runs here. Inference is cheap to
   start locally and sending tensors over py-libp2p is not (~2 ms per round trip,
   50-70 MB/s), so a node offloads only when it must.
 * When the local queue is full, the request goes to the peer that has the model
-  and the most spare capacity: lowest ``queue / max_queue``, then the stronger
-  tier (cloud over edge over device), then lowest RTT, then peer id so every
-  node breaks ties the same way.
+  and room, with the earliest predicted completion ``(queue + 1) * run_ms +
+  rtt_ms`` (the request waits behind the peer's queue, then runs). A peer that
+  has not measured the model yet is predicted at the median of those that have,
+  so it gets its share and a figure. Ties, or no figures at all, go to the most
+  spare capacity: lowest ``queue / max_queue``, then the stronger tier (cloud
+  over edge over device), then lowest RTT, then peer id so every node breaks
+  ties the same way.
 * When no such peer has room either, the request is refused with
   ``Overloaded``: queues are bounded and refuse rather than grow without end.
 
@@ -25,6 +31,7 @@ The full planner (compute, transfer and queue time, partitions) replaces this.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +49,7 @@ class PeerLoad:
     has_model: bool
     rtt_ms: float
     strength: int = 0  # tier rank (device 0, edge 1, cloud 2): ties go to the stronger peer
+    run_ms: float | None = None  # the peer's measured run time of the model; None: not measured
 
     def __post_init__(self) -> None:
         if not isinstance(self.peer, str) or not self.peer:
@@ -52,6 +60,9 @@ class PeerLoad:
                 raise LocalProtocolError(f"inference: {name} must be an int >= 0, got {value!r}")
         if not isinstance(self.rtt_ms, (int, float)) or not math.isfinite(self.rtt_ms) or self.rtt_ms < 0:
             raise LocalProtocolError(f"inference: rtt_ms must be a finite number >= 0, got {self.rtt_ms!r}")
+        run = self.run_ms
+        if run is not None and (not isinstance(run, (int, float)) or not math.isfinite(run) or run < 0):
+            raise LocalProtocolError(f"inference: run_ms must be None or a finite number >= 0, got {run!r}")
 
     @property
     def has_room(self) -> bool:
@@ -75,5 +86,12 @@ def choose_target(local_queue: int, local_max_queue: int, peers: Sequence[PeerLo
             f"inference: this node is busy (queue {local_queue}/{local_max_queue}) and none of "
             f"the {with_model} peers with the model has room; retry later or add capacity"
         )
-    best = min(candidates, key=lambda p: (p.queue / p.max_queue, -p.strength, p.rtt_ms, p.peer))
+    measured = [p.run_ms for p in candidates if p.run_ms is not None]
+    typical = statistics.median(measured) if measured else 0.0
+
+    def predicted_ms(p: PeerLoad) -> float:
+        run = typical if p.run_ms is None else p.run_ms
+        return (p.queue + 1) * run + p.rtt_ms if measured else 0.0
+
+    best = min(candidates, key=lambda p: (predicted_ms(p), p.queue / p.max_queue, -p.strength, p.rtt_ms, p.peer))
     return best.peer

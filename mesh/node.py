@@ -60,7 +60,7 @@ from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
 from .membership_driver import MembershipDriver
 from .models import ModelFiles, record_spec
-from .peers import Descriptor, Load, PeerTable
+from .peers import Descriptor, Load, PeerTable, RunTimes
 from .rpc import RpcPlane
 from .sensors import SensorState
 
@@ -143,6 +143,8 @@ class Node:
         self._raft_dir = self.data_dir / "raft"
         self._workers = trio.CapacityLimiter(config.inference.workers)
         self._queue = 0
+        self.run_times = RunTimes()  # measured speed per model and recent latency, for our adverts
+        self.advert_stats = {"received": 0, "refused": 0}
         self._join_lock = trio.Lock()
         self._dialing: set[str] = set()
         self._leader_hints: dict[str, tuple[int, str | None]] = {}  # voter -> (term, leader) from adverts
@@ -357,8 +359,7 @@ class Node:
             known = [[r.descriptor.peer_id, list(r.descriptor.addrs)] for r in self.peers.alive(now)]
             body = {
                 "desc": self.descriptor().to_wire(),
-                "load": {"queue": self._queue, "max_queue": self.settings.inference.max_queue,
-                         "models": self.runtime.loaded()},
+                "load": self._load().to_wire(),
                 "peers": known,
                 "raft": {k: v for k, v in self.raft_status().items() if k in ("leader", "term")},
             }
@@ -370,6 +371,13 @@ class Node:
                 await self._advert_now.wait()
             await trio.sleep(0.05)  # coalesce bursts of changes into one advert
 
+    def _load(self) -> Load:
+        """Our soft state for adverts: queue, recent latency and measured speed per loaded model."""
+        loaded = self.runtime.loaded()
+        self.run_times.forget(set(loaded))
+        return Load(queue=self._queue, max_queue=self.settings.inference.max_queue, models=tuple(loaded),
+                    latency_ms=round(self.run_times.latency_ms, 3), speed_ms=self.run_times.speed_ms())
+
     async def _send_advert(self, peer: str, body: dict) -> None:
         try:
             with trio.move_on_after(2):
@@ -378,16 +386,25 @@ class Node:
             pass
 
     async def _on_advert(self, peer: str, body: Any) -> None:
+        self.advert_stats["received"] += 1
+        try:
+            await self._take_advert(peer, body)
+        except RemoteProtocolError:
+            self.advert_stats["refused"] += 1  # logged by the RPC plane's note guard
+            raise
+
+    async def _take_advert(self, peer: str, body: Any) -> None:
         if not isinstance(body, dict):
             raise RemoteProtocolError("mesh: advert must be a map")
         desc = Descriptor.from_wire(body.get("desc"))
         if desc.peer_id != peer:
             raise RemoteProtocolError("mesh: advert descriptor names another peer")
+        load = Load.from_wire(body.get("load"))  # validated before anything of the advert is used
         rec = self.peers.get(peer)
         if rec is not None and rec.left and rec.descriptor.instance == desc.instance:
             return  # an advert that crossed its goodbye (same process); a restarted one is new
         self._learn(desc)
-        self.peers.set_load(peer, Load.from_wire(body.get("load")), trio.current_time())
+        self.peers.set_load(peer, load, trio.current_time())
         raft = body.get("raft")
         if desc.raft_addr and isinstance(raft, dict) and type(raft.get("term")) is int:
             leader = raft.get("leader")
@@ -682,16 +699,17 @@ class Node:
             raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
         validate_inputs(record_spec(record), inputs)
         now = trio.current_time()
-        candidates = [
+        candidates = [  # only unexpired adverts: an old figure is no figure (peers.LOAD_EXPIRES_AFTER)
             PeerLoad(
                 peer=r.descriptor.peer_id,
-                queue=r.load.queue,
-                max_queue=r.load.max_queue,
-                has_model=model in r.load.models,
+                queue=load.queue,
+                max_queue=load.max_queue,
+                has_model=model in load.models,
                 rtt_ms=0.0,
                 strength=TIER_STRENGTH.get(r.descriptor.tier, 0),
+                run_ms=load.speed(model),
             )
-            for r in self.peers.alive(now)
+            for r, load in self.peers.loads(now)
         ]
         local_ready = self.runtime.has(model)
         try:
@@ -721,6 +739,7 @@ class Node:
                 "retry later or add capacity"
             )
         self._queue += 1
+        queued = time.perf_counter()
         try:
             async with self._workers:
                 started = time.perf_counter()
@@ -728,6 +747,7 @@ class Node:
                 elapsed = (time.perf_counter() - started) * 1000
         finally:
             self._queue -= 1
+        self.run_times.record(model, elapsed, (time.perf_counter() - queued) * 1000)
         self.stats["infer_local"] += 1
         return InferResult(outputs=outputs, ran_on=self.peer_id, ran_on_name=self.settings.name,
                            elapsed_ms=elapsed, offloaded=offloaded)
@@ -779,7 +799,10 @@ class Node:
             "identity_conflict": self.identity_conflict,
             "duplicate_peers": sorted({peer for peer, _, _ in self._conflicts_reported}),
             "models": self.runtime.loaded(),
-            "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue),
+            "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue,
+                              latency_ms=round(self.run_times.latency_ms, 3),
+                              speed_ms=dict(self.run_times.speed_ms())),
+            "adverts": dict(self.advert_stats),
             "rpc": self.rpc.statistics(),
             "membership": self.membership.statistics(),
         }
@@ -796,6 +819,10 @@ class Node:
                 "state": rec.state(now), "addr": d.addrs[0] if d.addrs else "",
                 "raft_addr": d.raft_addr, "queue": rec.load.queue, "models": list(rec.load.models),
                 "last_heard_s": round(now - rec.last_heard, 2),
+                # Soft state: shown with its age; offload ignores it once expired.
+                "latency_ms": rec.load.latency_ms, "speed_ms": dict(rec.load.speed_ms),
+                "load_age_s": None if (age := rec.load_age(now)) is None else round(age, 2),
+                "load_expired": rec.fresh_load(now) is None,
             })
         return out
 

@@ -23,6 +23,7 @@ keeps its shape. Nothing here reads a clock: ``now`` is an argument.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from .config import TIERS
 SUSPECT_AFTER = 4.0
 CONFLICT_WINDOW = 10.0  # seconds over which two live instances of one peer id count as a duplicate
 GONE_AFTER = 15.0
+LOAD_EXPIRES_AFTER = 5.0  # seconds: an advert's load and speed older than this are not used (5 advert periods)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +64,7 @@ class Descriptor:
         }
 
     @classmethod
-    def from_wire(cls, obj: Any) -> "Descriptor":
+    def from_wire(cls, obj: Any) -> Descriptor:
         """Validate a peer's descriptor."""
         if not isinstance(obj, dict):
             raise RemoteProtocolError("mesh: descriptor must be a map")
@@ -96,25 +98,100 @@ class Descriptor:
         )
 
 
+MAX_ADVERT_MODELS = 256  # models (and speed figures) one advert may list
+MAX_MODEL_NAME = 128
+MAX_QUEUE = 2**31 - 1
+MAX_MS = 86_400_000.0  # a day: any larger latency or run time is nonsense, not a measurement
+
+
+def _ms(value: Any, what: str) -> float:
+    """A peer's millisecond figure: a non-negative, finite number below a day."""
+    if type(value) not in (int, float) or not (math.isfinite(value) and 0 <= value <= MAX_MS):
+        raise RemoteProtocolError(f"mesh: advert {what} must be a finite number of ms in 0..{MAX_MS:g}")
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Load:
-    """A peer's advertised load: soft state that expires with the advert."""
+    """A peer's advertised load: soft state that expires with the advert.
+
+    Wire shape (the advert's ``load`` map). The figures were added later as
+    optional keys, so the shape is unversioned and compatible both ways: an old
+    node reads only ``queue``, ``max_queue`` and ``models``; an advert from an old
+    node has no figures, which reads as "not measured" (``latency_ms`` 0, no speeds).
+    """
 
     queue: int = 0
     max_queue: int = 0
     models: tuple[str, ...] = ()
+    latency_ms: float = 0.0  # recent request latency here (queue wait + run), EWMA; 0 = not measured
+    speed_ms: tuple[tuple[str, float], ...] = ()  # (model, EWMA run time) sorted by model; measured here
+
+    def speed(self, model: str) -> float | None:
+        """Measured run time of ``model`` in ms, or None when not measured."""
+        return dict(self.speed_ms).get(model)
+
+    def to_wire(self) -> dict:
+        """Plain dict for msgpack."""
+        return {"queue": self.queue, "max_queue": self.max_queue, "models": list(self.models),
+                "latency_ms": self.latency_ms, "speed_ms": dict(self.speed_ms)}
 
     @classmethod
-    def from_wire(cls, obj: Any) -> "Load":
-        """Validate an advert's load part."""
+    def from_wire(cls, obj: Any) -> Load:
+        """Validate an advert's load part (bounded sizes, types, finite non-negative figures)."""
         if not isinstance(obj, dict):
             raise RemoteProtocolError("mesh: advert load must be a map")
         queue, max_queue, models = obj.get("queue"), obj.get("max_queue"), obj.get("models", [])
-        if not (type(queue) is int and type(max_queue) is int and queue >= 0 and max_queue >= 0):
-            raise RemoteProtocolError("mesh: advert load needs non-negative queue and max_queue")
-        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-            raise RemoteProtocolError("mesh: advert models must be a list of names")
-        return cls(queue=queue, max_queue=max_queue, models=tuple(models))
+        if not all(type(v) is int and 0 <= v <= MAX_QUEUE for v in (queue, max_queue)):
+            raise RemoteProtocolError("mesh: advert load needs non-negative integer queue and max_queue")
+        if not (isinstance(models, list) and len(models) <= MAX_ADVERT_MODELS
+                and all(isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME for m in models)):
+            raise RemoteProtocolError(
+                f"mesh: advert models must be a list of at most {MAX_ADVERT_MODELS} names of 1..{MAX_MODEL_NAME} chars"
+            )
+        speed = obj.get("speed_ms", {})
+        if not (isinstance(speed, dict) and len(speed) <= MAX_ADVERT_MODELS
+                and all(isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME for m in speed)):
+            raise RemoteProtocolError(
+                f"mesh: advert speed_ms must map at most {MAX_ADVERT_MODELS} model names to ms"
+            )
+        return cls(
+            queue=queue,
+            max_queue=max_queue,
+            models=tuple(models),
+            latency_ms=_ms(obj.get("latency_ms", 0.0), "latency_ms"),
+            speed_ms=tuple(sorted((m, _ms(v, f"speed_ms[{m!r}]")) for m, v in speed.items())),
+        )
+
+
+class RunTimes:
+    """This node's measured speed: an EWMA of run time per model and of request latency.
+
+    Pure: callers pass the measured milliseconds. EWMA (weight ``alpha`` on the newest
+    sample) so one slow run moves the figure but does not own it.
+    """
+
+    def __init__(self, alpha: float = 0.2, max_models: int = MAX_ADVERT_MODELS) -> None:
+        self._alpha = alpha
+        self._max_models = max_models
+        self._run_ms: dict[str, float] = {}
+        self.latency_ms = 0.0
+
+    def record(self, model: str, run_ms: float, latency_ms: float) -> None:
+        """One request served here: its run time and its latency including the queue wait."""
+        if model in self._run_ms or len(self._run_ms) < self._max_models:
+            old = self._run_ms.get(model)
+            self._run_ms[model] = run_ms if old is None else old + self._alpha * (run_ms - old)
+        old_latency = self.latency_ms
+        self.latency_ms = latency_ms if old_latency == 0 else old_latency + self._alpha * (latency_ms - old_latency)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the figures of models no longer loaded here."""
+        self._run_ms = {m: v for m, v in self._run_ms.items() if m in keep}
+
+    def speed_ms(self) -> tuple[tuple[str, float], ...]:
+        """(model, EWMA run ms), sorted, for ``Load.speed_ms``."""
+        return tuple(sorted((m, round(v, 3)) for m, v in self._run_ms.items()))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,8 +202,18 @@ class PeerRecord:
     connected: bool = False
     last_heard: float = 0.0
     load: Load = field(default_factory=Load)
+    load_at: float | None = None  # when the last advert's load arrived (our clock); None: never
     left: bool = False
     verdict: str = ""  # the failure detector's: "", "alive", "suspect" or "dead"
+
+    def load_age(self, now: float) -> float | None:
+        """Seconds since the last advert's load arrived, or None if none has."""
+        return None if self.load_at is None else now - self.load_at
+
+    def fresh_load(self, now: float) -> Load | None:
+        """The advertised load while younger than ``LOAD_EXPIRES_AFTER``, else None (soft state expires)."""
+        age = self.load_age(now)
+        return self.load if age is not None and 0 <= age <= LOAD_EXPIRES_AFTER else None
 
     def state(self, now: float) -> str:
         """alive / suspect / gone / left at ``now`` (see the module doc)."""
@@ -197,14 +284,14 @@ class PeerTable:
         old = self._peers.get(peer_id)
         if old is None or old.left:
             return False
-        self._peers[peer_id] = replace(old, left=True, connected=False, load=Load())
+        self._peers[peer_id] = replace(old, left=True, connected=False, load=Load(), load_at=None)
         return True
 
     def set_load(self, peer_id: str, load: Load, now: float) -> None:
         """Record an advert's load for a known peer."""
         old = self._peers.get(peer_id)
         if old is not None and not old.left:
-            self._peers[peer_id] = replace(old, load=load, last_heard=now, connected=True)
+            self._peers[peer_id] = replace(old, load=load, load_at=now, last_heard=now, connected=True)
 
     def connection(self, peer_id: str, connected: bool) -> None:
         """libp2p's connection hint. Only a loss counts: a peer is back when it speaks
@@ -224,6 +311,10 @@ class PeerTable:
     def alive(self, now: float) -> list[PeerRecord]:
         """Peers whose state is alive at ``now``."""
         return [r for r in self.records() if r.state(now) == "alive"]
+
+    def loads(self, now: float) -> list[tuple[PeerRecord, Load]]:
+        """Alive peers with an unexpired advert, beside its load: the only figures offload may use."""
+        return [(r, load) for r in self.alive(now) if (load := r.fresh_load(now)) is not None]
 
     def by_raft_addr(self, raft_addr: str) -> PeerRecord | None:
         """The peer that owns a Raft address."""

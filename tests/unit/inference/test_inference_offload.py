@@ -1,4 +1,4 @@
-"""choose_target: run here while there is room, else the peer with most spare capacity."""
+"""choose_target: run here while there is room, else the peer predicted to finish first."""
 
 from __future__ import annotations
 
@@ -70,3 +70,24 @@ def test_equal_load_goes_to_the_stronger_tier():
     # Spare capacity still comes first.
     busy_cloud = [PeerLoad("b-cloud", 3, 4, True, 0.1, strength=2), PeerLoad("a-device", 0, 4, True, 0.1)]
     assert choose_target(0, 0, busy_cloud) == "a-device"
+
+
+def test_measured_speed_predicts_the_earliest_completion() -> None:
+    """(queue + 1) * run_ms + rtt_ms: a fast peer with a queue beats an idle slow one."""
+    fast_busy = PeerLoad("fast", 2, 4, True, 2.0, run_ms=10.0)  # 3 * 10 + 2 = 32 ms
+    slow_idle = PeerLoad("slow", 0, 4, True, 2.0, run_ms=100.0)  # 1 * 100 + 2 = 102 ms
+    assert choose_target(4, 4, [slow_idle, fast_busy]) == "fast"
+    # Without figures the old rule holds: most spare capacity first.
+    assert choose_target(4, 4, [PeerLoad("fast", 2, 4, True, 2.0), PeerLoad("slow", 0, 4, True, 2.0)]) == "slow"
+
+
+def test_an_unmeasured_peer_is_predicted_at_the_median_of_the_measured() -> None:
+    peers = [PeerLoad("a", 0, 4, True, 0.0, run_ms=50.0), PeerLoad("b", 0, 4, True, 0.0, run_ms=10.0),
+             PeerLoad("new", 0, 4, True, 0.0)]  # predicted at median(50, 10) = 30 ms: between the two
+    assert choose_target(4, 4, peers) == "b"
+    busy = PeerLoad("a", 2, 4, True, 0.0, run_ms=50.0)  # 150 ms; the new peer is predicted at 50
+    assert choose_target(4, 4, [busy, PeerLoad("new", 0, 4, True, 0.0)]) == "new"
+    with pytest.raises(LocalProtocolError, match="run_ms"):
+        PeerLoad("a", 0, 4, True, 0.0, run_ms=float("inf"))
+    with pytest.raises(LocalProtocolError, match="run_ms"):
+        PeerLoad("a", 0, 4, True, 0.0, run_ms=-1.0)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from crdt.errors import RemoteProtocolError
-from mesh.peers import GONE_AFTER, SUSPECT_AFTER, Descriptor, Load, PeerTable
+from mesh.peers import (
+    GONE_AFTER,
+    LOAD_EXPIRES_AFTER,
+    MAX_ADVERT_MODELS,
+    SUSPECT_AFTER,
+    Descriptor,
+    Load,
+    PeerTable,
+    RunTimes,
+)
 
 
 def desc(pid="p1", **kw):
@@ -107,3 +116,92 @@ def test_a_restart_is_not_a_duplicate_but_two_live_instances_are():
     later = PeerTable("me")
     later.duplicate(first, now=0.0)
     assert later.duplicate(second, now=20.0) is None  # long after: a restart, whatever came before
+
+
+# -- adverts: soft state that expires ------------------------------------------------------
+
+
+def test_an_advert_load_is_used_only_until_it_expires():
+    """Soft state: a peer's load and speed older than LOAD_EXPIRES_AFTER are no longer used."""
+    table = PeerTable("me")
+    table.heard(desc(), now=0.0)
+    assert table.get("p1").fresh_load(0.0) is None and table.get("p1").load_age(0.0) is None  # no advert yet
+    load = Load(queue=1, max_queue=4, models=("m",), latency_ms=12.5, speed_ms=(("m", 3.0),))
+    table.set_load("p1", load, now=10.0)
+    rec = table.get("p1")
+    assert rec.fresh_load(10.0 + LOAD_EXPIRES_AFTER) == load and rec.load_age(11.5) == 1.5
+    assert rec.fresh_load(10.0 + LOAD_EXPIRES_AFTER + 0.01) is None
+    assert [r.descriptor.peer_id for r, _ in table.loads(11.0)] == ["p1"]
+    # Alive (heard through hello or the failure detector) but its adverts stopped: no figures.
+    table.heard(desc(), now=10.0 + LOAD_EXPIRES_AFTER + 1)
+    assert table.get("p1").state(10.0 + LOAD_EXPIRES_AFTER + 1) == "alive"
+    assert table.loads(10.0 + LOAD_EXPIRES_AFTER + 1) == []
+    table.set_load("p1", load, now=20.0)  # a new advert makes it fresh again
+    assert table.loads(20.0)[0][1] == load
+
+
+def test_a_departed_peer_has_no_load():
+    table = PeerTable("me")
+    table.heard(desc(), now=0.0)
+    table.set_load("p1", Load(queue=1, max_queue=4), now=0.0)
+    table.departed("p1")
+    assert table.get("p1").fresh_load(0.0) is None and table.loads(0.0) == []
+
+
+def test_load_round_trips_and_reads_the_old_shape():
+    load = Load(queue=2, max_queue=8, models=("a", "b"), latency_ms=4.25, speed_ms=(("a", 1.5), ("b", 30.0)))
+    assert Load.from_wire(load.to_wire()) == load
+    assert load.speed("b") == 30.0 and load.speed("c") is None
+    # Adverts from nodes that predate the figures: no latency, no speeds, still valid.
+    old = Load.from_wire({"queue": 1, "max_queue": 4, "models": ["a"]})
+    assert old == Load(queue=1, max_queue=4, models=("a",)) and old.speed("a") is None
+    assert Load.from_wire({**load.to_wire(), "future_key": [1, 2]}) == load  # unknown keys are ignored
+
+
+@pytest.mark.parametrize(
+    "patch, needle",
+    [
+        ({"queue": -1}, "queue"),
+        ({"queue": True}, "queue"),
+        ({"max_queue": 1.5}, "queue"),
+        ({"max_queue": 2**40}, "queue"),
+        ({"models": "m"}, "models"),
+        ({"models": ["m"] * (MAX_ADVERT_MODELS + 1)}, "models"),
+        ({"models": ["x" * 1000]}, "models"),
+        ({"models": [""]}, "models"),
+        ({"latency_ms": -1.0}, "latency_ms"),
+        ({"latency_ms": float("nan")}, "latency_ms"),
+        ({"latency_ms": float("inf")}, "latency_ms"),
+        ({"latency_ms": "1"}, "latency_ms"),
+        ({"latency_ms": False}, "latency_ms"),
+        ({"latency_ms": 1e300}, "latency_ms"),
+        ({"speed_ms": [["m", 1.0]]}, "speed_ms"),
+        ({"speed_ms": {"m": -0.5}}, "speed_ms"),
+        ({"speed_ms": {"m": float("nan")}}, "speed_ms"),
+        ({"speed_ms": {"m": None}}, "speed_ms"),
+        ({"speed_ms": {1: 1.0}}, "speed_ms"),
+        ({"speed_ms": {f"m{i}": 1.0 for i in range(MAX_ADVERT_MODELS + 1)}}, "speed_ms"),
+    ],
+)
+def test_malformed_advert_figures_are_refused(patch, needle):
+    good = Load(queue=0, max_queue=4, models=("m",), latency_ms=1.0, speed_ms=(("m", 1.0),)).to_wire()
+    with pytest.raises(RemoteProtocolError, match=f"^mesh: advert .*{needle}"):
+        Load.from_wire({**good, **patch})
+
+
+def test_run_times_are_an_ewma_per_model_and_forget_unloaded_models():
+    times = RunTimes(alpha=0.5)
+    assert times.speed_ms() == () and times.latency_ms == 0.0
+    times.record("a", run_ms=10.0, latency_ms=20.0)
+    times.record("a", run_ms=20.0, latency_ms=40.0)
+    times.record("b", run_ms=4.0, latency_ms=4.0)
+    assert times.speed_ms() == (("a", 15.0), ("b", 4.0))
+    assert times.latency_ms == 17.0  # 20 -> 30 -> 17: latency is over every request, any model
+    times.forget({"b"})
+    assert times.speed_ms() == (("b", 4.0),)
+    # Bounded: figures for at most max_models models.
+    small = RunTimes(max_models=2)
+    for name in "xyz":
+        small.record(name, run_ms=1.0, latency_ms=1.0)
+    assert [m for m, _ in small.speed_ms()] == ["x", "y"]
+    assert Load.from_wire(Load(queue=0, max_queue=1, speed_ms=times.speed_ms()).to_wire()).speed("b") == 4.0
