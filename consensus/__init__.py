@@ -14,6 +14,8 @@ from .commands import (
     MemberAdd,
     MemberRemove,
     ModelRegister,
+    PeerAdmit,
+    PeerRevoke,
     decode_command,
     encode_command,
 )
@@ -22,10 +24,18 @@ from .log import Log, RaftStatus
 from .machine import Refusal, apply
 from .memory import MemoryLog
 from .raft import RaftLog
-from .state import ClusterState, ConfigEntry, ModelRecord, decode_state, encode_state
+from .state import (
+    AdmittedPeer,
+    ClusterState,
+    ConfigEntry,
+    ModelRecord,
+    decode_state,
+    encode_state,
+)
 
 __all__ = [
     "COMMAND_VERSION",
+    "AdmittedPeer",
     "ClusterState",
     "Command",
     "ConfigEntry",
@@ -39,6 +49,8 @@ __all__ = [
     "MemoryLog",
     "ModelRecord",
     "ModelRegister",
+    "PeerAdmit",
+    "PeerRevoke",
     "RaftLog",
     "RaftStatus",
     "Refusal",

@@ -15,6 +15,11 @@ from typing import Any, Iterator
 from crdt.errors import LocalProtocolError, RemoteProtocolError
 
 MAX_KEY_CHARS = 256
+# libp2p peer ids as the mesh prints them: base58btc of a multihash. An ed25519 id
+# ("12D3KooW…") is 52 characters, a sha256 one ("Qm…") 46, secp256k1 ("16Uiu2…") 53.
+# Consensus may not import libp2p, so it checks the shape; mesh/host.py parses fully.
+PEER_ID_CHARS = (40, 128)
+_BASE58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 MAX_VALUE_DEPTH = 32
 MAX_INT = 2**63 - 1
 _MSGPACK_INT_MIN = -(2**63)
@@ -28,6 +33,37 @@ def check_key(value: Any, what: str) -> str:
     if not 0 < len(value) <= MAX_KEY_CHARS:
         raise LocalProtocolError(
             f"consensus: {what} must be 1 to {MAX_KEY_CHARS} characters, got {len(value)}"
+        )
+    return value
+
+
+def is_peer_id(value: Any) -> bool:
+    """Whether ``value`` has the shape of a libp2p peer id (base58btc, 40 to 128 characters)."""
+    return (
+        isinstance(value, str)
+        and PEER_ID_CHARS[0] <= len(value) <= PEER_ID_CHARS[1]
+        and set(value) <= _BASE58
+    )
+
+
+def check_peer_id(value: Any, what: str = "peer id") -> str:
+    """``value`` as a peer id (shape only: see ``PEER_ID_CHARS``)."""
+    if not is_peer_id(value):
+        shown = f"{value!r:.80}" if isinstance(value, str) else type(value).__name__
+        raise LocalProtocolError(
+            f"consensus: {what} must be a base58 libp2p peer id of {PEER_ID_CHARS[0]} to "
+            f"{PEER_ID_CHARS[1]} characters (like 12D3KooW…), got {shown}"
+        )
+    return value
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` as a human name: a str of at most ``MAX_KEY_CHARS`` printable characters, may be empty."""
+    if not isinstance(value, str):
+        raise LocalProtocolError(f"consensus: {what} must be a str, got {type(value).__name__}")
+    if len(value) > MAX_KEY_CHARS or not value.isprintable():
+        raise LocalProtocolError(
+            f"consensus: {what} must be at most {MAX_KEY_CHARS} printable characters, got {value!r:.80}"
         )
     return value
 

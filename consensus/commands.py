@@ -11,6 +11,8 @@ Wire format, version 1: one msgpack map per command, with exactly these keys::
     {"v": 1, "t": "model.register", "record": {name, sha256, size, inputs, outputs, origin}}
     {"v": 1, "t": "member.add",     "peer_id": str, "raft_addr": "host:port"}
     {"v": 1, "t": "member.remove",  "peer_id": str}
+    {"v": 1, "t": "peer.admit",     "peer_id": str, "name": str, "members": {peer_id: name}}
+    {"v": 1, "t": "peer.revoke",    "peer_id": str, "members": {peer_id: name}}
 
 Decoding is strict: an unknown type, another version, a missing or extra key
 or a badly typed field raises ``RemoteProtocolError``. Unknown commands are
@@ -24,14 +26,23 @@ retries a write whose outcome it could not learn, so a write may apply twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Union
 
 import msgpack
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
 
-from ._checks import check_addr, check_key, plain_copy, wire_errors
+from ._checks import (
+    check_addr,
+    check_key,
+    check_name,
+    check_peer_id,
+    plain_copy,
+    wire_errors,
+)
 from .state import ModelRecord
 
 COMMAND_VERSION = 1
@@ -102,14 +113,71 @@ class MemberRemove:
         check_key(self.peer_id, "member peer id")
 
 
-Command = Union[ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove]
-WRITES = (ConfigSet, ModelRegister, MemberAdd, MemberRemove)
+# Bounds the peers one command may bring onto the list when it turns it on.
+MAX_ADMIT_MEMBERS = 1024
+
+
+def _check_members(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(f"consensus: members must be a map of peer id to name, got {type(value).__name__}")
+    if len(value) > MAX_ADMIT_MEMBERS:
+        raise LocalProtocolError(f"consensus: members lists {len(value)} peers, over {MAX_ADMIT_MEMBERS}")
+    return MappingProxyType(
+        {check_peer_id(p, "member peer id"): check_name(n, f"name of member {p}") for p, n in sorted(value.items())}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerAdmit:
+    """Put ``peer_id`` on the admitted-peer list (re-admitting it if it was revoked).
+
+    ``members`` are the peers the submitting node sees in the mesh right now
+    (peer id -> name). They are admitted too, but only when this command turns
+    the list on, so that turning it on never locks the running mesh out.
+    Once the list is on they are ignored: a revoked peer comes back only
+    through a ``PeerAdmit`` naming it.
+    """
+
+    TYPE: ClassVar[str] = "peer.admit"
+    peer_id: str
+    name: str = ""
+    members: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_peer_id(self.peer_id)
+        check_name(self.name, "peer name")
+        object.__setattr__(self, "members", _check_members(self.members))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerRevoke:
+    """Mark ``peer_id`` revoked: refused by every node until explicitly admitted again.
+
+    ``members`` works as in ``PeerAdmit``: revoking a peer of an open mesh turns
+    the list on with everyone else the submitter sees.
+    """
+
+    TYPE: ClassVar[str] = "peer.revoke"
+    peer_id: str
+    members: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_peer_id(self.peer_id)
+        object.__setattr__(self, "members", _check_members(self.members))
+
+
+Command = Union[ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke]
+COMMANDS = (ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke)
+WRITES = (ConfigSet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke)
 
 
 def _fields(command: Command) -> dict:
     if isinstance(command, ModelRegister):
         return {"record": command.record.to_wire()}
-    return {f.name: getattr(command, f.name) for f in fields(command)}
+    out = {f.name: getattr(command, f.name) for f in fields(command)}
+    if "members" in out:
+        out["members"] = dict(out["members"])
+    return out
 
 
 def _model_register(record: Any) -> ModelRegister:
@@ -123,12 +191,14 @@ _DECODERS: dict[str, tuple[frozenset[str], Callable[..., Command]]] = {
     ModelRegister.TYPE: (frozenset({"record"}), _model_register),
     MemberAdd.TYPE: (frozenset({"peer_id", "raft_addr"}), MemberAdd),
     MemberRemove.TYPE: (frozenset({"peer_id"}), MemberRemove),
+    PeerAdmit.TYPE: (frozenset({"peer_id", "name", "members"}), PeerAdmit),
+    PeerRevoke.TYPE: (frozenset({"peer_id", "members"}), PeerRevoke),
 }
 
 
 def encode_command(command: Command) -> bytes:
     """The log-entry bytes of ``command``; our own misuse raises ``LocalProtocolError``."""
-    if not isinstance(command, (ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove)):
+    if not isinstance(command, COMMANDS):
         raise LocalProtocolError(f"consensus: not a command: {type(command).__name__}")
     data = msgpack.packb({"v": COMMAND_VERSION, "t": command.TYPE, **_fields(command)}, use_bin_type=True)
     if len(data) > MAX_COMMAND_BYTES:

@@ -22,7 +22,20 @@ ConfigGet       ``{"value", "revision"}`` of the entry, or ``None``  unchanged
 ModelRegister   ``{"name", "sha256", "revision"}``                   +1 (refused: unchanged)
 MemberAdd       ``{"peer_id", "raft_addr", "replaced", "revision"}`` +1
 MemberRemove    ``{"peer_id", "removed", "revision"}``               +1
+PeerAdmit       ``{"peer_id", "name", "revoked", "changed",``        +1
+                ``"also_admitted", "revision"}``
+PeerRevoke      the same, ``revoked`` True                           +1 (refused: unchanged)
 ==============  ===================================================  =====================
+
+The admitted-peer list (``state.admitted``). Empty: an open mesh, anyone with
+the mesh key may join. The first ``PeerAdmit`` or ``PeerRevoke`` turns it on,
+and it stays on. Turning it on must not lock the running mesh out, so that
+command also admits the peers it carries in ``members`` (what the submitting
+node sees) and every recorded Raft voter (``state.members``); they are listed
+in ``also_admitted``. A revoked peer stays listed as revoked: it is refused
+until a ``PeerAdmit`` names it again — members carried by later commands never
+re-admit anyone. A revoke that would leave no peer admitted is refused: every
+node would then refuse every other.
 
 ``revision`` moves by exactly one per write that is not refused, including
 writes that change nothing (re-setting a value, removing an absent member):
@@ -36,9 +49,18 @@ from typing import Any
 
 from crdt.errors import LocalProtocolError
 
-from ._checks import check_addr, check_key
-from .commands import Command, ConfigGet, ConfigSet, MemberAdd, MemberRemove, ModelRegister
-from .state import ClusterState, ConfigEntry
+from ._checks import check_addr, check_key, check_name, check_peer_id, is_peer_id
+from .commands import (
+    Command,
+    ConfigGet,
+    ConfigSet,
+    MemberAdd,
+    MemberRemove,
+    ModelRegister,
+    PeerAdmit,
+    PeerRevoke,
+)
+from .state import AdmittedPeer, ClusterState, ConfigEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +124,40 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
         new = replace(state, revision=revision, members=members)
         return new, {"peer_id": peer_id, "removed": peer_id in state.members, "revision": revision}
 
+    if isinstance(command, (PeerAdmit, PeerRevoke)):
+        return _admission(state, command, revision)
+
     return state, Refusal(f"consensus: unknown command {type(command).__name__}; refused")
+
+
+def _admission(state: ClusterState, command: PeerAdmit | PeerRevoke, revision: int) -> tuple[ClusterState, Any]:
+    peer_id = check_peer_id(command.peer_id)
+    members = {check_peer_id(p, "member peer id"): check_name(n, "member name") for p, n in command.members.items()}
+    admitted = dict(state.admitted)
+    also: list[str] = []
+    if not admitted:
+        # Turning the list on: the running mesh comes along (see the module doc).
+        current = {p: "" for p in state.members if is_peer_id(p)}
+        current.update(members)
+        for peer, name in sorted(current.items()):
+            if peer != peer_id:
+                admitted[peer] = AdmittedPeer(name, False, revision)
+                also.append(peer)
+    old = admitted.get(peer_id)
+    revoke = isinstance(command, PeerRevoke)
+    if revoke:
+        if not any(not e.revoked for p, e in admitted.items() if p != peer_id):
+            return state, Refusal(
+                f"consensus: cannot revoke {peer_id}: no other peer would stay admitted and every node "
+                "would refuse every other; admit another peer first"
+            )
+        name = old.name if old else ""
+    else:
+        name = check_name(command.name, "peer name") or (old.name if old else "")
+    changed = old is None or old.revoked != revoke or old.name != name
+    admitted[peer_id] = AdmittedPeer(name, revoke, revision)
+    new = replace(state, revision=revision, admitted=admitted)
+    return new, {
+        "peer_id": peer_id, "name": name, "revoked": revoke, "changed": changed,
+        "also_admitted": also, "revision": revision,
+    }

@@ -7,7 +7,9 @@ sees one whole revision.
 
 ``encode_state`` / ``decode_state`` are the snapshot format (pysyncobj writes
 it into its full-dump file on log compaction and sends it to followers that
-fell behind the compacted log): versioned msgpack, like the commands.
+fell behind the compacted log): versioned msgpack, like the commands. Version 2
+added the admitted-peer list; version 1 snapshots (written before it) still
+read, as a state with the list off.
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ import msgpack
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
 
-from ._checks import check_addr, check_count, check_key, plain_copy, wire_errors
+from ._checks import (
+    check_addr,
+    check_count,
+    check_key,
+    check_name,
+    check_peer_id,
+    plain_copy,
+    wire_errors,
+)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: before the admitted-peer list
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -107,12 +118,38 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmittedPeer:
+    """One entry of the admitted-peer list: a human name, revoked or not, and the revision that set it.
+
+    A revoked entry stays in the list, so the peer cannot come back by itself:
+    only an explicit ``PeerAdmit`` of its id lets it in again.
+    """
+
+    name: str
+    revoked: bool
+    revision: int
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "admitted peer name")
+        if not isinstance(self.revoked, bool):
+            raise LocalProtocolError(f"consensus: revoked must be a bool, got {type(self.revoked).__name__}")
+        check_count(self.revision, "admitted peer revision")
+
+    def to_wire(self) -> dict:
+        """``{"name", "revoked", "revision"}``."""
+        return {"name": self.name, "revoked": self.revoked, "revision": self.revision}
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterState:
     """Everything the voters agree on, at one revision.
 
     ``revision`` is bumped by exactly one for every write command that applied
     without refusal; reads and refused writes leave it alone. ``members`` maps a
     peer id to its Raft address: the voter set as the application knows it.
+    ``admitted`` is the admitted-peer list (peer id -> ``AdmittedPeer``): empty
+    means an open mesh (anyone holding the mesh key may join); once it has an
+    entry it is enforced, and it never turns off again by itself.
     The mappings are read-only views.
     """
 
@@ -120,11 +157,24 @@ class ClusterState:
     config: Mapping[str, ConfigEntry] = field(default_factory=dict)
     models: Mapping[str, ModelRecord] = field(default_factory=dict)
     members: Mapping[str, str] = field(default_factory=dict)
+    admitted: Mapping[str, AdmittedPeer] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_count(self.revision, "cluster revision")
-        for name in ("config", "models", "members"):
+        for name in ("config", "models", "members", "admitted"):
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
+
+    @property
+    def admission_enforced(self) -> bool:
+        """Whether the admitted-peer list is on (it has at least one entry)."""
+        return bool(self.admitted)
+
+    def is_admitted(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` may be part of the mesh: the list is off, or lists it unrevoked."""
+        if not self.admitted:
+            return True
+        entry = self.admitted.get(peer_id)
+        return entry is not None and not entry.revoked
 
 
 def encode_state(state: ClusterState) -> bytes:
@@ -136,6 +186,7 @@ def encode_state(state: ClusterState) -> bytes:
             "config": {k: e.to_dict() for k, e in state.config.items()},
             "models": {k: r.to_wire() for k, r in state.models.items()},
             "members": dict(state.members),
+            "admitted": {p: e.to_wire() for p, e in state.admitted.items()},
         },
         use_bin_type=True,
     )
@@ -147,15 +198,17 @@ def decode_state(data: bytes) -> ClusterState:
         raw = msgpack.unpackb(data, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise RemoteProtocolError(f"consensus: snapshot is not msgpack ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("v") != STATE_VERSION:
+    version = raw.get("v") if isinstance(raw, dict) else None
+    if type(version) is not int or version not in _READABLE_VERSIONS:
         raise RemoteProtocolError(
-            f"consensus: snapshot version must be {STATE_VERSION}, got "
-            f"{raw.get('v') if isinstance(raw, dict) else type(raw).__name__!r}"
+            f"consensus: snapshot version must be one of {list(_READABLE_VERSIONS)}, got "
+            f"{version if isinstance(raw, dict) else type(raw).__name__!r}"
         )
-    if set(raw) != {"v", "revision", "config", "models", "members"}:
-        raise RemoteProtocolError(f"consensus: snapshot has the wrong fields {sorted(raw)}")
-    if not all(isinstance(raw[k], dict) for k in ("config", "models", "members")):
-        raise RemoteProtocolError("consensus: snapshot config, models and members must be maps")
+    maps = ("config", "models", "members") + (("admitted",) if version >= 2 else ())
+    if set(raw) != {"v", "revision", *maps}:
+        raise RemoteProtocolError(f"consensus: snapshot version {version} has the wrong fields {sorted(raw)}")
+    if not all(isinstance(raw[k], dict) for k in maps):
+        raise RemoteProtocolError(f"consensus: snapshot {', '.join(maps)} must be maps")
     with wire_errors("snapshot"):
         config = {}
         for key, entry in raw["config"].items():
@@ -171,4 +224,12 @@ def decode_state(data: bytes) -> ClusterState:
                     f"consensus: model filed under {name!r} is named {models[name].name!r}"
                 )
         members = {check_key(p, "member peer id"): check_addr(a) for p, a in raw["members"].items()}
-        return ClusterState(revision=raw["revision"], config=config, models=models, members=members)
+        admitted = {}
+        for peer, entry in raw.get("admitted", {}).items():
+            check_peer_id(peer, "admitted peer id")
+            if not isinstance(entry, dict) or set(entry) != {"name", "revoked", "revision"}:
+                raise LocalProtocolError(f"consensus: admitted entry {peer!r} must be {{name, revoked, revision}}")
+            admitted[peer] = AdmittedPeer(entry["name"], entry["revoked"], entry["revision"])
+        return ClusterState(
+            revision=raw["revision"], config=config, models=models, members=members, admitted=admitted
+        )

@@ -13,6 +13,8 @@ from consensus import (
     MemberRemove,
     ModelRecord,
     ModelRegister,
+    PeerAdmit,
+    PeerRevoke,
     decode_command,
     encode_command,
 )
@@ -27,6 +29,9 @@ RECORD = ModelRecord(
     outputs=[{"name": "y", "dtype": "float32", "shape": [1, 2]}],
     origin="12D3KooA",
 )
+
+PEER = "12D3KooWGzBw2WRxj3tHLdT8wT5sVMwDkbeoX3Hx1Q6wD7HhXX9Z"  # ed25519, identity multihash
+OTHER = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"  # sha256 multihash (RSA keys)
 
 # Golden bytes of version 1: a change here breaks every journal and every older peer.
 GOLDEN = [
@@ -50,6 +55,16 @@ GOLDEN = [
         "d940" + "6162" * 32 + "a473697a65cd0400a6696e707574739183a46e616d65a178a56474797065a7666c6f617433"
         "32a57368617065920103a76f7574707574739183a46e616d65a179a56474797065a7666c6f61743332a573686170"
         "65920102a66f726967696ea8313244334b6f6f41",
+    ),
+    (
+        PeerAdmit(peer_id=PEER, name="cam-1", members={OTHER: "gw"}),
+        "85a17601a174aa706565722e61646d6974a7706565725f6964d934" + PEER.encode().hex()
+        + "a46e616d65a563616d2d31a76d656d6265727381d92e" + OTHER.encode().hex() + "a26777",
+    ),
+    (
+        PeerRevoke(peer_id=OTHER),
+        "84a17601a174ab706565722e7265766f6b65a7706565725f6964d92e" + OTHER.encode().hex()
+        + "a76d656d6265727380",
     ),
 ]
 
@@ -99,6 +114,18 @@ MALFORMED = {
         {"v": 1, "t": "config.set", "key": "k", "value": {1: 2}}, strict_types=False
     ),
     "oversized": b"\x00" * (MAX_COMMAND_BYTES + 1),
+    "admit-version-2": pack(v=2, t="peer.admit", peer_id=PEER, name="", members={}),
+    "admit-malformed-peer-id": pack(v=1, t="peer.admit", peer_id="12D3KooW0OIl", name="", members={}),
+    "admit-peer-id-with-space": pack(v=1, t="peer.admit", peer_id=PEER[:-1] + " ", name="", members={}),
+    "admit-peer-id-bytes": pack(v=1, t="peer.admit", peer_id=PEER.encode(), name="", members={}),
+    "admit-no-members": pack(v=1, t="peer.admit", peer_id=PEER, name=""),
+    "admit-members-list": pack(v=1, t="peer.admit", peer_id=PEER, name="", members=[OTHER]),
+    "admit-member-bad-id": pack(v=1, t="peer.admit", peer_id=PEER, name="", members={"nope": "x"}),
+    "admit-name-int": pack(v=1, t="peer.admit", peer_id=PEER, name=5, members={}),
+    "admit-name-control-chars": pack(v=1, t="peer.admit", peer_id=PEER, name="a\nb", members={}),
+    "admit-name-too-long": pack(v=1, t="peer.admit", peer_id=PEER, name="n" * 257, members={}),
+    "revoke-with-name": pack(v=1, t="peer.revoke", peer_id=PEER, name="x", members={}),
+    "revoke-empty-peer-id": pack(v=1, t="peer.revoke", peer_id="", members={}),
 }
 
 
@@ -129,6 +156,12 @@ def test_decode_refuses_non_bytes():
         lambda: ModelRegister(record={"name": "demo"}),
         lambda: ModelRecord(name="m", sha256="A" * 64, size=1, inputs=[], outputs=[], origin="p"),
         lambda: ModelRecord(name="m", sha256="a" * 64, size=True, inputs=[], outputs=[], origin="p"),
+        lambda: PeerAdmit(peer_id="peer-1"),
+        lambda: PeerAdmit(peer_id=PEER, name=None),
+        lambda: PeerAdmit(peer_id=PEER, members={PEER: 7}),
+        lambda: PeerAdmit(peer_id=PEER, members={f"{PEER[:-3]}{i:03d}": "" for i in range(1025)}),
+        lambda: PeerRevoke(peer_id="0" * 52),  # 0 is not in the base58 alphabet
+        lambda: PeerRevoke(peer_id="1" * 200),
     ],
 )
 def test_our_own_misuse_raises_local_protocol_error(build):
@@ -149,6 +182,16 @@ def test_encode_refuses_a_non_command():
 def test_encode_refuses_a_command_over_the_entry_limit():
     with pytest.raises(LocalProtocolError, match="byte limit"):
         encode_command(ConfigSet(key="big", value=b"\x00" * MAX_COMMAND_BYTES))
+
+
+def test_admit_members_are_a_private_sorted_copy():
+    members = {PEER: "b", OTHER: "a"}
+    command = PeerAdmit(peer_id=PEER, members=members)
+    members["x"] = "y"
+    assert list(command.members) == sorted([PEER, OTHER])
+    with pytest.raises(TypeError):
+        command.members[OTHER] = "z"  # type: ignore[index]
+    assert decode_command(encode_command(command)) == command
 
 
 def test_tuples_become_lists_so_a_round_trip_is_exact():

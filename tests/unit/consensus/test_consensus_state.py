@@ -12,6 +12,8 @@ from consensus import (
     MemberAdd,
     ModelRecord,
     ModelRegister,
+    PeerAdmit,
+    PeerRevoke,
     apply,
     decode_state,
     encode_state,
@@ -23,6 +25,10 @@ RECORD = ModelRecord(
 )
 
 
+PEER = "12D3KooWGzBw2WRxj3tHLdT8wT5sVMwDkbeoX3Hx1Q6wD7HhXX9Z"
+OTHER = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+
+
 def busy_state() -> ClusterState:
     state = ClusterState()
     for command in [
@@ -30,6 +36,9 @@ def busy_state() -> ClusterState:
         ConfigSet(key="blob", value={"b": b"\x00\xff", "l": [1, None, True]}),
         ModelRegister(record=RECORD),
         MemberAdd(peer_id="p1", raft_addr="10.0.0.1:4000"),
+        PeerAdmit(peer_id=PEER, name="cam-1"),
+        PeerAdmit(peer_id=OTHER),
+        PeerRevoke(peer_id=OTHER),
     ]:
         state, _ = apply(state, command)
     return state
@@ -38,9 +47,9 @@ def busy_state() -> ClusterState:
 def test_public_api_is_pinned():
     assert sorted(consensus.__all__) == sorted(
         [
-            "COMMAND_VERSION", "ClusterState", "Command", "ConfigEntry", "ConfigGet", "ConfigSet",
+            "AdmittedPeer", "COMMAND_VERSION", "ClusterState", "Command", "ConfigEntry", "ConfigGet", "ConfigSet",
             "ConsensusError", "ConsensusUnavailable", "Log", "MemberAdd", "MemberRemove", "MemoryLog",
-            "ModelRecord", "ModelRegister", "RaftLog", "RaftStatus", "Refusal", "apply",
+            "ModelRecord", "ModelRegister", "PeerAdmit", "PeerRevoke", "RaftLog", "RaftStatus", "Refusal", "apply",
             "decode_command", "decode_state", "encode_command", "encode_state",
         ]
     )
@@ -68,6 +77,24 @@ def test_snapshot_round_trip():
     assert decode_state(encode_state(state)) == state
 
 
+def test_snapshot_round_trip_keeps_the_admitted_list():
+    state = decode_state(encode_state(busy_state()))
+    assert state.admission_enforced
+    assert state.admitted[PEER].name == "cam-1" and not state.admitted[PEER].revoked
+    assert state.admitted[OTHER].revoked
+    assert state.is_admitted(PEER) and not state.is_admitted(OTHER) and not state.is_admitted("p1")
+
+
+def test_a_version_1_snapshot_still_reads_as_an_open_mesh():
+    """Journals written before the admitted-peer list must keep loading."""
+    old = msgpack.packb(
+        {"v": 1, "revision": 3, "config": {}, "models": {}, "members": {"p1": "10.0.0.1:4000"}}
+    )
+    state = decode_state(old)
+    assert state.revision == 3 and dict(state.admitted) == {}
+    assert not state.admission_enforced and state.is_admitted("anyone")
+
+
 def test_model_record_wire_round_trip():
     assert ModelRecord.from_wire(RECORD.to_wire()) == RECORD
 
@@ -77,7 +104,20 @@ def test_model_record_wire_round_trip():
     [
         b"\xc1",
         msgpack.packb([1]),
+        msgpack.packb({"v": 3, "revision": 0, "config": {}, "models": {}, "members": {}, "admitted": {}}),
         msgpack.packb({"v": 2, "revision": 0, "config": {}, "models": {}, "members": {}}),
+        msgpack.packb({"v": 1, "revision": 0, "config": {}, "models": {}, "members": {}, "admitted": {}}),
+        msgpack.packb(
+            {"v": 2, "revision": 0, "config": {}, "models": {}, "members": {},
+             "admitted": {"not a peer id": {"name": "", "revoked": False, "revision": 1}}}
+        ),
+        msgpack.packb(
+            {"v": 2, "revision": 0, "config": {}, "models": {}, "members": {},
+             "admitted": {PEER: {"name": "", "revoked": 1, "revision": 1}}}
+        ),
+        msgpack.packb(
+            {"v": 2, "revision": 0, "config": {}, "models": {}, "members": {}, "admitted": {PEER: {"name": ""}}}
+        ),
         msgpack.packb({"v": 1, "revision": 0, "config": {}, "models": {}}),
         msgpack.packb({"v": 1, "revision": -1, "config": {}, "models": {}, "members": {}}),
         msgpack.packb({"v": 1, "revision": 0, "config": [], "models": {}, "members": {}}),
@@ -88,7 +128,8 @@ def test_model_record_wire_round_trip():
         msgpack.packb({"v": 1, "revision": 0, "config": {}, "models": {}, "members": {"p": "nowhere"}}),
     ],
     ids=[
-        "not-msgpack", "not-a-map", "version-2", "missing-members", "negative-revision",
+        "not-msgpack", "not-a-map", "version-3", "v2-without-admitted", "v1-with-admitted",
+        "admitted-bad-peer-id", "admitted-revoked-not-bool", "admitted-entry-fields", "missing-members", "negative-revision",
         "config-not-a-map", "entry-without-revision", "model-under-wrong-name", "bad-member-addr",
     ],
 )
