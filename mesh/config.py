@@ -70,6 +70,19 @@ class SyncSettings(_Section):
     interval: float = Field(0.5, gt=0, le=60, description="seconds between digest exchanges with each peer")
 
 
+class DiscoverySettings(_Section):
+    """How the node finds peers besides its ``join`` addresses."""
+
+    mdns: bool = Field(
+        True,
+        description="announce this node and look for peers with mDNS on the LAN. On by default because a "
+        "LAN node should find its mesh without typing addresses, yet it only acts on a LAN listen "
+        "address: a node listening on loopback or 0.0.0.0 (the default, and every local test cluster) "
+        "neither announces nor browses, sends no multicast and starts no zeroconf threads. Sighted peers "
+        "are admitted like join addresses (Noise with the mesh key, then hello)",
+    )
+
+
 class Config(_Section):
     """One node's validated configuration."""
 
@@ -83,6 +96,7 @@ class Config(_Section):
     raft: RaftSettings = Field(default_factory=RaftSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     data_dir: Path = Field(Path("."), exclude=True, description="where this node keeps its files")
 
     @field_validator("listen")

@@ -16,14 +16,17 @@ serve a protocol, hear about connections — and hides py-libp2p's sharp edges
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import multiaddr
 import trio
+import zeroconf
 
 from crdt.errors import MeshError
 
@@ -47,6 +50,8 @@ from libp2p import new_host  # noqa: E402
 from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair  # noqa: E402
 from libp2p.custom_types import TProtocol  # noqa: E402
+from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
+from libp2p.discovery.mdns.listener import PeerListener
 from libp2p.network.config import ConnectionConfig  # noqa: E402
 from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
@@ -313,3 +318,145 @@ class Host:
                 await self._host.disconnect(parse_peer_id(peer_id))
             except Exception:
                 pass
+
+    async def run_mdns(self, on_sighting: Sighting, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Announce this node on the LAN and report mDNS sightings, ``on_sighting(peer_id, addrs)``, until cancelled."""
+        addrs = mdns_announce_addrs([str(a) for a in self._host.get_transport_addrs()])
+        if not addrs:
+            log.info("discovery: mDNS is idle: this node listens on %s, not on a LAN address",
+                     ", ".join(str(a) for a in self._host.get_transport_addrs()) or "nothing")
+            task_status.started()
+            return
+        sightings = _Sightings(on_sighting, trio.lowlevel.current_trio_token())
+        try:
+            mdns = await trio.to_thread.run_sync(_Mdns, self.peer_id, addrs, sightings)
+        except (OSError, RuntimeError, zeroconf.Error) as exc:
+            # Discovery is a convenience: a node without it still runs (join addresses, peer exchange).
+            log.warning("discovery: mDNS could not start on %s: %s; peers must be joined by address",
+                        ", ".join(addrs), exc)
+            task_status.started()
+            return
+        log.info("discovery: announcing %s over mDNS", ", ".join(addrs))
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            sightings.closed = True
+            with trio.CancelScope(shield=True), trio.move_on_after(MDNS_STOP_TIMEOUT):
+                # A browser thread may be inside a slow zeroconf lookup; past the deadline it is
+                # abandoned (zeroconf's threads are daemons) rather than holding up shutdown.
+                await trio.to_thread.run_sync(mdns.close, abandon_on_cancel=True)
+
+
+# -- mDNS ------------------------------------------------------------------------------
+
+# One service type for every meshnode, whatever its mesh key: a node of another mesh is sighted
+# too and refused at the PSK handshake, which logs why (the usual "my node does not join" is a
+# wrong key). py-libp2p's `_p2p-<fingerprint>` private-network type would hide it instead.
+MDNS_SERVICE = "_meshnode._udp.local."
+MDNS_STOP_TIMEOUT = 3.0
+
+Sighting = Callable[[str, list[str]], None]
+
+
+def mdns_announce_addrs(addrs: list[str]) -> list[str]:
+    """The listen addresses worth announcing on the LAN: none on loopback, 0.0.0.0 or link-local.
+
+    A wildcard address says nothing a peer can dial, and a loopback one would
+    make every LAN peer dial itself; announcing nothing keeps a loopback-only
+    node (every local test cluster) silent on the network.
+    """
+    out = []
+    for addr in addrs:
+        parts = addr.split("/")
+        if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp":
+            continue
+        try:
+            ip = ipaddress.ip_address(parts[2])
+        except ValueError:
+            continue
+        if not (ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast):
+            out.append(addr)
+    return out
+
+
+class _Sightings:
+    """Stands in for the peerstore py-libp2p's mDNS listener writes to, on zeroconf's thread.
+
+    Nothing there touches our libp2p host: each sighting is handed to the trio
+    loop (``trio.from_thread``), where the node decides whether to dial it.
+    """
+
+    def __init__(self, on_sighting: Sighting, token: trio.lowlevel.TrioToken) -> None:
+        self._on_sighting = on_sighting
+        self._token = token
+        self.closed = False
+
+    def _deliver(self, peer: str, addrs: list[str]) -> None:
+        if self.closed:
+            return
+        try:
+            self._on_sighting(peer, addrs)
+        except Exception:
+            log.exception("discovery: handling the mDNS sighting of %s failed", peer)
+
+    def add_addrs(self, peer_id: ID, addrs: list, ttl: int) -> None:
+        """A peer announced itself (called on a zeroconf thread)."""
+        peer = peer_id.to_base58()
+        dialable = [f"{a}/p2p/{peer}" for a in mdns_announce_addrs([str(a) for a in addrs])]
+        if not dialable or self.closed:
+            return
+        try:
+            trio.from_thread.run_sync(self._deliver, peer, dialable, trio_token=self._token)
+        except (trio.RunFinishedError, trio.Cancelled):
+            pass  # the node is stopping
+
+    def clear_addrs(self, peer_id: ID) -> None:
+        """A peer withdrew its announcement: membership notices departures, so nothing to do."""
+
+
+class _Broadcaster(PeerBroadcaster):
+    """py-libp2p's announcer, with A records for the address we listen on.
+
+    The stock one guesses the machine's address from the default route (or
+    127.0.0.1 without one), which may not be the interface we listen on.
+    """
+
+    def __init__(self, *, ips: list[str], **kwargs) -> None:
+        self._ips = ips
+        super().__init__(**kwargs)
+
+    def _get_local_ips(self) -> list[str]:
+        return list(self._ips)
+
+
+class _Mdns:
+    """py-libp2p's mDNS announcer and listener on a zeroconf bound to our listen interfaces."""
+
+    def __init__(self, peer_id: str, addrs: list[str], sightings: _Sightings) -> None:
+        ips = sorted({a.split("/")[2] for a in addrs})
+        port = int(addrs[0].split("/")[4])
+        # Blocking: binds sockets and starts zeroconf's own asyncio thread.
+        self.zc = zeroconf.Zeroconf(interfaces=ips)
+        name = f"{secrets.token_hex(16)}.{MDNS_SERVICE}"
+        try:
+            self.broadcaster = _Broadcaster(
+                ips=ips, zeroconf=self.zc, service_type=MDNS_SERVICE, service_name=name,
+                peer_id=peer_id, port=port, listen_addrs=addrs,
+            )
+            # Its browser threads call back into `sightings` on their own threads.
+            self.listener = PeerListener(
+                peerstore=sightings, zeroconf=self.zc, service_type=MDNS_SERVICE, service_name=name,
+            )
+            self.broadcaster.register()  # blocking: probes, then announces (about a second)
+        except BaseException:
+            self.zc.close()
+            raise
+
+    def close(self) -> None:
+        """Say goodbye on the LAN and stop zeroconf's threads (blocking)."""
+        try:
+            self.broadcaster.unregister()
+            self.listener.stop()
+        finally:
+            self.zc.close()

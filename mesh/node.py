@@ -180,6 +180,8 @@ class Node:
                         await nursery.start(node.state.run, node._send_sync)
                         await nursery.start(node.membership.run)
                         nursery.start_soon(node._join_loop)
+                        if config.discovery.mdns:
+                            nursery.start_soon(node.host.run_mdns, node._on_sighting)
                         nursery.start_soon(node._advert_loop)
                         nursery.start_soon(node.models.run)
                         if serve_api:
@@ -428,14 +430,26 @@ class Node:
                 self._dialing.add(other)
                 self._nursery.start_soon(self._dial_learned, other, addrs[0])
 
-    async def _dial_learned(self, peer: str, addr: str) -> None:
+    def _on_sighting(self, peer: str, addrs: list[str]) -> None:
+        """mDNS saw ``peer`` on the LAN: admit it as peer exchange does (Noise with the mesh key, then hello)."""
+        rec = self.peers.get(peer)
+        if peer == self.peer_id or peer in self._dialing or len(self._dialing) >= MAX_PARALLEL_DIALS:
+            return
+        if self.host.is_connected(peer) and rec is not None and rec.state(trio.current_time()) == "alive":
+            return
+        self._dialing.add(peer)
+        self._nursery.start_soon(self._dial_learned, peer, addrs[0], "discovery")
+
+    async def _dial_learned(self, peer: str, addr: str, via: str = "peer exchange") -> None:
         try:
             if split_peer_addr(addr)[1] != peer:
-                raise RemoteProtocolError(f"mesh: advert gave {peer} an address of another peer")
+                raise RemoteProtocolError(f"mesh: {via} gave {peer} an address of another peer")
             await self.host.connect(addr)
             await self._hello(peer)
         except MeshError as exc:
-            log.debug("peer exchange: %s", exc)
+            # A peer exchange dial often races a connection that already exists; an mDNS sighting
+            # that fails is worth a line (most often: a node holding another mesh key).
+            log.log(logging.DEBUG if via == "peer exchange" else logging.WARNING, "%s: %s", via, exc)
         finally:
             self._dialing.discard(peer)
 
