@@ -44,10 +44,12 @@ def test_kill_and_pauses(tmp_path):
             wait_for(lambda o=observer: states_of(o, d) == "gone", 15, f"{observer.name} to declare d dead")
 
         # A long pause is declared dead, and the node rejoins when it resumes, without a restart.
+        pid = c.proc.pid
         os.kill(c.proc.pid, signal.SIGSTOP)
         try:
             wait_for(lambda: states_of(a, c) == "gone" and states_of(b, c) == "gone", 15, "c dead while paused")
         finally:
             os.kill(c.proc.pid, signal.SIGCONT)
         wait_for(lambda: states_of(a, c) == "alive" and states_of(b, c) == "alive", 20, "c back after resuming")
-        assert cluster.nodes[2].running
+        wait_for(lambda: states_of(c, a) == "alive" and states_of(c, b) == "alive", 20, "c to see a and b alive")
+        assert c.running and c.proc.pid == pid  # the same process: it came back, nobody restarted it

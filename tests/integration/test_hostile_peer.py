@@ -45,6 +45,9 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                     ("advert", {"desc": good_desc, "load": {"queue": True, "max_queue": 1}, "peers": []}),
                     ("advert", {"desc": {**good_desc, "peer_id": node.peer_id}, "load": {}, "peers": []}),
                     ("advert", "not a map"),
+                    ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "latency_ms": float("nan")}}),
+                    ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "speed_ms": {"m": -1.0}}}),
+                    ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "models": ["m"] * 10_000}}),
                     ("crdt.sync", {"t": "delta", "v": 1, "delta": "garbage"}),
                     ("crdt.sync", [1, 2, 3]),
                     ("no.such.note", None),
@@ -70,6 +73,10 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                 for method, body, needle in calls:
                     with pytest.raises(RemoteError, match=needle):
                         await rpc.call(node.peer_id, method, body, timeout=5)
+                with trio.fail_after(10):  # every malformed advert is refused and counted (6 above)
+                    while node.advert_stats["refused"] < 6:
+                        await trio.sleep(0.05)
+                assert node.advert_stats == {"received": 7, "refused": 6}  # the first one was fine
                 nursery.cancel_scope.cancel()
             # The node is still whole: it answers, syncs, infers, and never took the attacker's claims.
             assert node.status()["name"] == "target"
