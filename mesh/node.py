@@ -45,7 +45,6 @@ from consensus import (
 from crdt.errors import MeshError, RemoteProtocolError
 from inference import (
     Overloaded,
-    PeerLoad,
     Runtime,
     choose_target,
     decode_tensors,
@@ -69,7 +68,6 @@ log = logging.getLogger("meshnode.node")
 ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
-TIER_STRENGTH = {"device": 0, "edge": 1, "cloud": 2}
 MAX_PARALLEL_DIALS = 16
 
 
@@ -713,18 +711,7 @@ class Node:
             raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
         validate_inputs(record_spec(record), inputs)
         now = trio.current_time()
-        candidates = [  # only unexpired adverts: an old figure is no figure (peers.LOAD_EXPIRES_AFTER)
-            PeerLoad(
-                peer=r.descriptor.peer_id,
-                queue=load.queue,
-                max_queue=load.max_queue,
-                has_model=model in load.models,
-                rtt_ms=0.0,
-                strength=TIER_STRENGTH.get(r.descriptor.tier, 0),
-                run_ms=load.speed(model),
-            )
-            for r, load in self.peers.loads(now)
-        ]
+        candidates = self.peers.offload_candidates(model, now)  # expired adverts are left out
         local_ready = self.runtime.has(model)
         try:
             target = choose_target(
