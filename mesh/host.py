@@ -280,6 +280,11 @@ class Host:
                 "(down, or holding a different mesh key)"
             ) from exc
         except Exception as exc:
+            if "upgrade security" in str(exc):
+                # With different PSKs the Noise negotiation sees noise: it fails at once or times out.
+                raise DialError(
+                    f"mesh: {addr} failed the handshake: it holds a different mesh key, or is not a meshnode"
+                ) from exc
             raise DialError(f"mesh: cannot connect to {addr}: {exc}") from exc
         return info.peer_id.to_base58()
 
