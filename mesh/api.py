@@ -98,6 +98,20 @@ def build_app(node: "Node") -> Starlette:
             return JSONResponse({"error": f"config: key {key!r} is not set"}, status_code=404)
         return JSONResponse({"key": key, **entry})
 
+    async def admit(request: Request):
+        body = await _json(request)
+        name = body.get("name") or ""
+        if not isinstance(name, str):
+            raise MeshError("api: field 'name' must be a str")
+        return JSONResponse(await node.admit(_field(body, "peer_id"), name))
+
+    async def revoke(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.revoke(_field(body, "peer_id")))
+
+    async def admitted(request: Request):
+        return JSONResponse(await node.admitted())
+
     async def state_put(request: Request):
         body = await _json(request)
         return JSONResponse(await node.state.put(_field(body, "key"), body.get("value")))
@@ -148,6 +162,9 @@ def build_app(node: "Node") -> Starlette:
         Route("/peers", guarded(peers)),
         Route("/config/set", guarded(config_set), methods=["POST"]),
         Route("/config/get", guarded(config_get)),
+        Route("/admit", guarded(admit), methods=["POST"]),
+        Route("/revoke", guarded(revoke), methods=["POST"]),
+        Route("/admitted", guarded(admitted)),
         Route("/state/put", guarded(state_put), methods=["POST"]),
         Route("/state/get", guarded(state_get)),
         Route("/state/list", guarded(state_list)),

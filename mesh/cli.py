@@ -290,6 +290,60 @@ def config_get(key: str, data_dir: Path, as_json: bool) -> None:
     emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
 
 
+# -- admitted peers ----------------------------------------------------------------
+
+
+def _also(d: dict) -> str:
+    also = d.get("also_admitted") or []
+    if not also:
+        return ""
+    return (f"\nthe list is on now; the {len(also)} current member(s) were admitted too: " + ", ".join(also)
+            + "\n(check with `meshnode admitted`)")
+
+
+@main.command()
+@click.argument("peer")
+@click.option("--name", default="", help="A human name for the peer (default: the name it gives itself).")
+@data_dir_option
+@reports_errors
+def admit(peer: str, name: str, data_dir: Path, as_json: bool) -> None:
+    """Put PEER (a peer id) on the admitted-peer list; re-admits a revoked peer.
+
+    The first admit turns the list on: from then on only listed peers may join.
+    It also admits every member this node sees, so the mesh does not lock itself out.
+    """
+    doc = client_for(data_dir).post("/admit", {"peer_id": peer, "name": name})
+    emit(doc, as_json, lambda d: f"admitted {d['name'] or d['peer_id']} ({d['peer_id']}), "
+                                 f"revision {d['revision']}{_also(d)}")
+
+
+@main.command()
+@click.argument("peer")
+@data_dir_option
+@reports_errors
+def revoke(peer: str, data_dir: Path, as_json: bool) -> None:
+    """Revoke PEER: every node disconnects it within seconds and refuses it until it is admitted again."""
+    doc = client_for(data_dir).post("/revoke", {"peer_id": peer})
+    emit(doc, as_json, lambda d: f"revoked {d['name'] or d['peer_id']} ({d['peer_id']}), "
+                                 f"revision {d['revision']}{_also(d)}")
+
+
+@main.command()
+@data_dir_option
+@reports_errors
+def admitted(data_dir: Path, as_json: bool) -> None:
+    """List the admitted-peer list (empty: an open mesh, anyone with the mesh key may join)."""
+    doc = client_for(data_dir).get("/admitted")
+
+    def render(d: dict) -> str:
+        if not d["enforced"]:
+            return "open mesh: no admitted-peer list; anyone holding the mesh key may join"
+        return table(d["peers"], [("name", "NAME"), ("status", "STATUS"), ("connected", "CONNECTED"),
+                                  ("peer_id", "PEER ID"), ("revision", "REVISION")])
+
+    emit(doc, as_json, render)
+
+
 # -- sensor state ------------------------------------------------------------------
 
 

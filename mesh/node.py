@@ -52,11 +52,13 @@ from inference import (
     validate_inputs,
 )
 
+from .admission import Admission
 from .api import serve_api as serve_api_task
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
+from .membership_driver import METHOD as SWIM_METHOD
 from .membership_driver import MembershipDriver
 from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
@@ -152,8 +154,10 @@ class Node:
         self._raft_added = False
         self.started_at = time.time()
         self.api_addr = ""
+        self.link_port = 0  # direct-link port (0: links off); see mesh/link.py
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
         self.models = ModelFiles(self)
+        self.admission = Admission(self)
         self._routes()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -174,10 +178,13 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     node = cls(config, nursery, state)
                     async with node.host.running():
+                        if config.links:
+                            node.link_port = await node.rpc.open_links(config.listen_host)
                         await node._start_raft()
                         await nursery.start(node.state.run, node._send_sync)
                         await nursery.start(node.membership.run)
                         nursery.start_soon(node._join_loop)
+                        nursery.start_soon(node.admission.run)
                         if config.discovery.mdns:
                             nursery.start_soon(node.host.run_mdns, node._on_sighting)
                         nursery.start_soon(node._advert_loop)
@@ -220,6 +227,7 @@ class Node:
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
+        self.admission.connection(peer, connected)  # the admission path: refuse, start the hello clock
         if not connected and self.host.is_connected(peer):
             return  # one of several connections closed (e.g. after a simultaneous dial)
         rec = self.peers.get(peer)
@@ -440,6 +448,8 @@ class Node:
 
     async def _dial_learned(self, peer: str, addr: str, via: str = "peer exchange") -> None:
         try:
+            if not self.admission.admits(peer):
+                return  # every sighting goes through the admission check
             if split_peer_addr(addr)[1] != peer:
                 raise RemoteProtocolError(f"mesh: {via} gave {peer} an address of another peer")
             await self.host.connect(addr)
@@ -581,6 +591,16 @@ class Node:
             log.info("raft: joined as a voter; voters are now %s", voters)
             return
 
+    async def _stop_voting(self) -> None:
+        """Close this node's Raft (it was revoked): a revoked leader hands over; the new one removes us."""
+        raft, self.raft, self._raft_building = self.raft, None, None
+        if raft is None:
+            return
+        await trio.to_thread.run_sync(raft.close)
+        self._membership_file().unlink(missing_ok=True)  # re-admitted, it joins afresh
+        self._raft_full = True  # no raft.join retries while refused
+        self._advert_now.set()
+
     def _join_body(self, peer: str, body: Any) -> tuple[str, int]:
         if not isinstance(body, dict) or not isinstance(body.get("raft_addr"), str):
             raise RemoteProtocolError("mesh: raft join/add needs a raft_addr")
@@ -589,6 +609,7 @@ class Node:
             raise MeshError("consensus: the request went through too many nodes; retry with a voter")
         if hops == 0 and body.get("peer_id") != peer:
             raise RemoteProtocolError("mesh: a node may only ask to add itself")
+        self.admission.check_raft_member(body.get("peer_id", peer))
         return body["raft_addr"], hops
 
     async def _on_raft_join(self, peer: str, body: Any) -> dict:
@@ -695,6 +716,20 @@ class Node:
             raise MeshError("consensus: this node does not vote")
         return [r.to_wire() for r in self.raft.state().models.values()]
 
+    # -- admitted peers ----------------------------------------------------------------
+
+    async def admit(self, peer_id: str, name: str = "") -> dict:
+        """Put ``peer_id`` on the admitted-peer list (the first admit also admits every current member)."""
+        return await self.admission.admit(peer_id, name)
+
+    async def revoke(self, peer_id: str) -> dict:
+        """Revoke ``peer_id``: disconnected everywhere within seconds, refused until admitted again."""
+        return await self.admission.revoke(peer_id)
+
+    async def admitted(self) -> dict:
+        """The admitted-peer list: ``{"enforced", "peers": [{peer_id, name, status, revision, connected}]}``."""
+        return await self.admission.listing()
+
     # -- models ----------------------------------------------------------------------
 
     async def add_model(self, name: str, path: str | Path) -> dict:
@@ -793,6 +828,7 @@ class Node:
             "location": cfg.location,
             "addrs": self.host.addrs(),
             "api": self.api_addr,
+            "link_port": self.link_port,
             "raft": self.raft_status(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "sensors": self.state.statistics(),
@@ -806,6 +842,7 @@ class Node:
             "adverts": dict(self.advert_stats),
             "rpc": self.rpc.statistics(),
             "membership": self.membership.statistics(),
+            "admission": self.admission.statistics(),
         }
 
     def peer_list(self) -> list[dict]:
@@ -830,14 +867,26 @@ class Node:
     # -- routing ---------------------------------------------------------------------
 
     def _routes(self) -> None:
-        self.rpc.route("hello", self._on_hello)
-        self.rpc.route("raft.join", self._on_raft_join)
-        self.rpc.route("raft.add", self._on_raft_add)
-        self.rpc.route("raft.submit", self._on_raft_submit)
-        self.rpc.route("raft.models", self._on_raft_models)
-        self.rpc.route("model.fetch", self.models.on_fetch)
-        self.rpc.route("infer", self._on_infer)
-        self.rpc.route_note("advert", self._on_advert)
-        self.rpc.route_note("bye", self._on_bye)
-        self.rpc.route_note("identity.conflict", self._on_identity_conflict)
-        self.rpc.route_note("crdt.sync", self.state.receive)
+        # Every route but admission.refused answers admitted peers only (mesh/admission.py).
+        guard, guard_note = self.admission.guard, self.admission.guard_note
+
+        def route(method: str, handler) -> None:
+            self.rpc.route(method, guard(method, handler))
+
+        def route_note(method: str, handler) -> None:
+            self.rpc.route_note(method, guard_note(handler))
+
+        route("hello", self._on_hello)
+        route("raft.join", self._on_raft_join)
+        route("raft.add", self._on_raft_add)
+        route("raft.submit", self._on_raft_submit)
+        route("raft.models", self._on_raft_models)
+        route("raft.admitted", self.admission.on_raft_admitted)
+        route("model.fetch", self.models.on_fetch)
+        route("infer", self._on_infer)
+        route_note("advert", self._on_advert)
+        route_note("bye", self._on_bye)
+        route_note("identity.conflict", self._on_identity_conflict)
+        route_note("crdt.sync", self.state.receive)
+        route_note(SWIM_METHOD, self.membership.receive)  # replaces the driver's unguarded route
+        self.rpc.route_note("admission.refused", self.admission.on_refused)  # how a refused node learns why

@@ -1,0 +1,70 @@
+"""A peer that completes the handshake but never says hello is cut off; one that says hello stays.
+
+Both peers are raw libp2p hosts holding the mesh key, connected to a real node
+in the same trio program (as in test_hostile_peer.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from mesh import Config, Node
+from mesh import admission as admission_module
+from mesh.cluster import LocalCluster
+from mesh.config import read_mesh_key
+from mesh.host import Host, new_identity_seed
+from mesh.rpc import RpcPlane
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEADLINE = 2.0  # the rule under test, shortened from HELLO_DEADLINE so the test stays short
+
+
+async def poll(check, timeout: float, what: str) -> None:
+    """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
+    with trio.move_on_after(timeout):
+        while not check():
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_a_silent_peer_is_dropped_and_a_talking_one_is_kept(tmp_path, monkeypatch, caplog):
+    """Issue 3: "a peer that connects and goes silent … is cut off by limits"."""
+    monkeypatch.setattr(admission_module, "HELLO_DEADLINE", DEADLINE)
+    node_dir = LocalCluster(tmp_path).init_node("target").data_dir
+    caplog.set_level(logging.WARNING, logger="meshnode.admission")
+
+    async def main():
+        async with Node.start(Config.load(node_dir), serve_api=False) as node:
+            psk = read_mesh_key(node_dir / "mesh.key")
+            silent = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                          on_peer_event=lambda *_: None)
+            talker = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                          on_peer_event=lambda *_: None)
+            async with trio.open_nursery() as nursery, silent.running(), talker.running():
+                rpc = RpcPlane(talker, nursery)
+                await silent.connect(node.host.addrs()[0])
+                await talker.connect(node.host.addrs()[0])
+                desc = {"peer_id": talker.peer_id, "name": "talker", "tier": "edge", "capabilities": [],
+                        "location": "", "addrs": talker.addrs(), "raft_addr": ""}
+                reply = await rpc.call(node.peer_id, "hello", desc, timeout=5)
+                assert reply["peer_id"] == node.peer_id
+                assert node.host.is_connected(silent.peer_id)
+
+                await poll(lambda: not node.host.is_connected(silent.peer_id), DEADLINE + 10,
+                           "the node to drop the silent peer")
+                # Both connections are past their deadline once none is awaiting its hello.
+                await poll(lambda: node.status()["admission"]["awaiting_hello"] == 0, DEADLINE + 10,
+                           "the talker's deadline to pass")
+                assert node.status()["admission"]["silent_dropped"] == 1
+                assert node.host.is_connected(talker.peer_id)  # it said hello in time
+                nursery.cancel_scope.cancel()
+        return silent.peer_id
+
+    silent_id = trio.run(main)
+    lines = [r.getMessage() for r in caplog.records if "said no hello" in r.getMessage()]
+    assert lines == [f"mesh: dropped peer {silent_id}: connected but said no hello within {DEADLINE:g} s"]
