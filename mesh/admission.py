@@ -189,7 +189,9 @@ class Admission:
         """Re-read the list, cut peers it refuses, stop silent peers; every ``ADMISSION_INTERVAL``."""
         while True:
             try:
-                await self._refresh()
+                if await self._refresh() and self.notice and self._listed_here():
+                    log.info("mesh: this node is admitted again")
+                    self.notice = ""
             except MeshError as exc:
                 log.debug("admission: cannot read the admitted-peer list: %s", exc)
             for peer in self._node.host.connected_peers():
@@ -202,15 +204,21 @@ class Admission:
             self._drop_silent(trio.current_time())
             await trio.sleep(ADMISSION_INTERVAL)
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Re-read the list from Raft (here or through a voter); False when there was nobody to ask."""
         node = self._node
         if node.raft is not None:
             self._list = node.raft.state().admitted
-            return
+            return True
         if not node.peers.alive(trio.current_time()):
-            return
+            return False
         reply = await node.rpc.call(node._voter_peer(), "raft.admitted", None, timeout=3)
         self._list = _read_list(reply)
+        return True
+
+    def _listed_here(self) -> bool:
+        entry = self._list.get(self._node.peer_id)
+        return entry is not None and not entry.revoked
 
     async def on_raft_admitted(self, peer: str, body: Any) -> dict:
         """A forwarder asks a voter for the list (peer id -> {name, revoked, revision})."""

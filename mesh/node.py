@@ -343,8 +343,8 @@ class Node:
         targets = [split_peer_addr(a)[1] for a in self.settings.join]
         while True:
             for addr, peer in zip(self.settings.join, targets):
-                if peer == self.peer_id:
-                    continue
+                if peer == self.peer_id or not self.admission.admits(peer):
+                    continue  # a revoked join target is not dialled
                 rec = self.peers.get(peer)
                 if rec is not None and rec.state(trio.current_time()) == "alive" and self.host.is_connected(peer):
                     continue
@@ -352,7 +352,8 @@ class Node:
                     await self.host.connect(addr)
                     await self._hello(peer)
                 except MeshError as exc:
-                    log.warning("join: %s", exc)
+                    # Once refused by the mesh (admission notice), retries are expected: keep the log quiet.
+                    log.log(logging.DEBUG if self.admission.notice else logging.WARNING, "join: %s", exc)
             if self.raft is None and not self._raft_full and self.peers.alive(trio.current_time()):
                 try:
                     await self._try_raft_join()
