@@ -93,6 +93,11 @@ class Config(_Section):
     listen: str = Field("/ip4/127.0.0.1/tcp/0", description="libp2p listen multiaddr; port fixed at init")
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the local HTTP API; port 0 = any free port")
     join: list[str] = Field(default_factory=list, description="peer addresses to join (…/p2p/PEER_ID)")
+    links: bool = Field(
+        True,
+        description="offer and use direct links: RPC over AES-GCM-protected TCP on an extra port (any free "
+        "port on the listen address), keyed inside libp2p; ~10x py-libp2p's speed. Off: libp2p only",
+    )
     raft: RaftSettings = Field(default_factory=RaftSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)

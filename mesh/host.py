@@ -129,6 +129,14 @@ class Stream:
             except Exception as exc:
                 raise DialError(f"mesh: stream to {self.peer_id} broke: {exc}") from exc
 
+    def remote_ip(self) -> str | None:
+        """The peer's IP address on this stream's connection, if libp2p knows it."""
+        try:
+            addr = self._raw.muxed_conn.get_remote_address()
+        except Exception:
+            return None
+        return addr[0] if addr else None
+
     async def aclose(self) -> None:
         """Close our side; errors on an already broken stream are ignored."""
         with trio.CancelScope(shield=True):

@@ -5,6 +5,12 @@ request id; the peer answers on the same stream. Opening a stream costs ~8 ms
 in py-libp2p against ~2 ms for a round trip on an open one, so streams stay
 open until they break.
 
+Where a peer offers one, calls go over a direct link (``link.py``): the same
+frames over an AES-GCM-protected TCP connection whose key was handed over on
+the libp2p stream, ~10x faster than py-libp2p's own Noise and Yamux. The
+libp2p stream stays open beside it and carries the calls whenever the link is
+not (yet) up or has broken.
+
 Bounds everywhere: at most ``max_inflight`` outstanding calls per peer (the
 caller gets ``Busy`` beyond it), at most ``max_handlers`` requests served at
 once per inbound stream (the peer gets a "busy" error reply), and frames over
@@ -24,6 +30,7 @@ import trio
 from crdt.errors import LocalProtocolError, MeshError, RemoteProtocolError
 
 from .host import DialError, Host, Stream
+from .link import LINK_VERSION, LinkService, LinkStream
 from .wire import PROTOCOL_ID, FrameDecoder, Note, Reply, Request, encode_envelope
 
 log = logging.getLogger("meshnode.rpc")
@@ -44,10 +51,13 @@ class CallTimeout(MeshError):
     """The peer did not answer before the deadline."""
 
 
-class _Channel:
-    """Our outbound stream to one peer and the calls waiting on it."""
+LINK_RETRY = 30.0  # seconds before trying again to open a link to a peer that could not give us one
 
-    def __init__(self, stream: Stream) -> None:
+
+class _Channel:
+    """Our outbound stream (libp2p or link) to one peer and the calls waiting on it."""
+
+    def __init__(self, stream: Stream | LinkStream) -> None:
         self.stream = stream
         self.write_lock = trio.Lock()
         self.pending: dict[int, list] = {}
@@ -76,9 +86,14 @@ class RpcPlane:
         self._notes: dict[str, NoteHandler] = {}
         self._channels: dict[str, _Channel] = {}
         self._opening: dict[str, trio.Lock] = {}
+        self._links: LinkService | None = None
+        self._link_chans: dict[str, _Channel] = {}
+        self._link_retry: dict[str, float] = {}  # peer -> when we may try to open a link again
+        self._inbound_links: dict[str, set[LinkStream]] = {}
         self._ids = itertools.count(1)
         self.stats = {
             "calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0, "streams_refused": 0,
+            "link_calls": 0, "link_failures": 0,
         }
         host.serve(PROTOCOL_ID, self._serve_stream)
 
@@ -89,6 +104,28 @@ class RpcPlane:
     def route_note(self, method: str, handler: NoteHandler) -> None:
         """Run ``handler(peer_id, body)`` for each one-way note ``method``."""
         self._notes[method] = handler
+
+    async def open_links(self, bind_ip: str) -> int:
+        """Listen for direct links on ``bind_ip`` and offer them to peers; returns the port."""
+        self._links = LinkService(bind_ip, self._nursery, self._serve_link)
+        port = await self._nursery.start(self._links.serve)
+        self.route("link.open", self._on_link_open)
+        return port
+
+    async def _on_link_open(self, peer: str, body: Any) -> dict:
+        if not isinstance(body, dict) or body.get("v") != LINK_VERSION:
+            raise RemoteProtocolError(f"mesh: link.open wants version {LINK_VERSION}")
+        return self._links.issue(peer, trio.current_time())
+
+    async def _serve_link(self, link: LinkStream) -> None:
+        links = self._inbound_links.setdefault(link.peer_id, set())
+        links.add(link)
+        try:
+            await self._serve_stream(link)
+        finally:
+            links.discard(link)
+            if not links:
+                self._inbound_links.pop(link.peer_id, None)
 
     # -- serving ---------------------------------------------------------------
 
@@ -185,8 +222,11 @@ class RpcPlane:
             except LocalProtocolError as exc:
                 frame = encode_envelope(Reply(id=req.id, ok=False, error=f"mesh: cannot send the reply: {exc}"))
             try:
-                async with lock:
+                if isinstance(stream, LinkStream):  # a link takes concurrent writers itself
                     await stream.send_all(frame)
+                else:
+                    async with lock:
+                        await stream.send_all(frame)
             except MeshError:
                 pass  # the caller went away; nothing to tell it
         finally:
@@ -201,8 +241,12 @@ class RpcPlane:
     # -- calling ---------------------------------------------------------------
 
     async def _channel(self, peer: str) -> _Channel:
+        chan = self._link_chans.get(peer)
+        if chan is not None and not chan.closed:
+            return chan
         chan = self._channels.get(peer)
         if chan is not None and not chan.closed:
+            self._maybe_link(peer, chan)
             return chan
         lock = self._opening.setdefault(peer, trio.Lock())
         async with lock:
@@ -213,7 +257,37 @@ class RpcPlane:
             chan = _Channel(stream)
             self._channels[peer] = chan
             self._nursery.start_soon(self._read_replies, peer, chan)
+            self._maybe_link(peer, chan)
             return chan
+
+    def _maybe_link(self, peer: str, base: _Channel) -> None:
+        """Start opening a link to ``peer`` in the background unless one is coming or recently failed."""
+        if self._links is None or peer in self._link_chans:
+            return
+        if self._link_retry.get(peer, 0.0) > trio.current_time():
+            return
+        self._link_retry[peer] = trio.current_time() + LINK_RETRY  # also marks "opening"
+        self._nursery.start_soon(self._open_link, peer, base)
+
+    async def _open_link(self, peer: str, base: _Channel) -> None:
+        try:
+            with trio.fail_after(5):
+                ticket = await self._call_on(peer, base, "link.open", {"v": LINK_VERSION}, 5.0)
+                ip = base.stream.remote_ip() if isinstance(base.stream, Stream) else None
+                if not ip:
+                    raise DialError(f"mesh: no address to open a link to {peer}")
+                link = await self._links.dial(peer, ip, ticket, self._nursery)
+        except (MeshError, trio.TooSlowError) as exc:
+            self.stats["link_failures"] += 1
+            log.info("mesh: no direct link to %s (%s); calls stay on libp2p", peer, exc or "timed out")
+            return
+        if base.closed:  # the peer went away while we dialled
+            await link.aclose()
+            return
+        chan = _Channel(link)
+        self._link_chans[peer] = chan
+        self._link_retry.pop(peer, None)
+        self._nursery.start_soon(self._read_replies, peer, chan)
 
     async def _read_replies(self, peer: str, chan: _Channel) -> None:
         decoder = FrameDecoder()
@@ -240,13 +314,20 @@ class RpcPlane:
     async def call(self, peer: str, method: str, body: Any, *, timeout: float = 10.0) -> Any:
         """Call ``method`` on ``peer``; returns the reply body or raises."""
         self.stats["calls"] += 1
-        try:
-            with trio.fail_after(timeout):
-                chan = await self._channel(peer)
-        except trio.TooSlowError:
-            raise CallTimeout(f"mesh: could not reach {peer} within {timeout:g} s") from None
+        chan = self._link_chans.get(peer)
+        if chan is None or chan.closed:
+            try:
+                with trio.fail_after(timeout):
+                    chan = await self._channel(peer)
+            except trio.TooSlowError:
+                raise CallTimeout(f"mesh: could not reach {peer} within {timeout:g} s") from None
+        return await self._call_on(peer, chan, method, body, timeout)
+
+    async def _call_on(self, peer: str, chan: _Channel, method: str, body: Any, timeout: float) -> Any:
         if len(chan.pending) >= self._max_inflight:
             raise Busy(f"mesh: {len(chan.pending)} calls already in flight to {peer}; try again later")
+        if isinstance(chan.stream, LinkStream):
+            self.stats["link_calls"] += 1
         req_id = next(self._ids)
         frame = encode_envelope(Request(id=req_id, method=method, body=body))  # too big: our error, channel fine
         slot: list = [trio.Event(), None]
@@ -276,23 +357,31 @@ class RpcPlane:
     async def _send(self, peer: str, chan: _Channel, frame: bytes) -> None:
         """Write one frame on a channel; a broken stream closes the channel for good."""
         try:
-            async with chan.write_lock:
+            if isinstance(chan.stream, LinkStream):  # a link takes concurrent writers itself
                 await chan.stream.send_all(frame)
+            else:
+                async with chan.write_lock:
+                    await chan.stream.send_all(frame)
         except MeshError:
             self._drop(peer, chan)
             raise
 
     def forget(self, peer: str) -> None:
-        """Drop our stream to a peer that left; pending calls fail at once."""
-        chan = self._channels.get(peer)
-        if chan is not None:
-            self._drop(peer, chan, f"mesh: {peer} left the mesh")
+        """Drop our streams and links to a peer that left or lost its connection; pending calls fail at once."""
+        for chans in (self._link_chans, self._channels):
+            chan = chans.get(peer)
+            if chan is not None:
+                self._drop(peer, chan, f"mesh: {peer} left the mesh")
+        for link in self._inbound_links.pop(peer, ()):
+            self._nursery.start_soon(link.aclose)
         self._opening.pop(peer, None)
+        self._link_retry.pop(peer, None)
 
     def _drop(self, peer: str, chan: _Channel, reason: str = "") -> None:
         """Close a channel for good: fail its calls, reset its stream (ends its reader)."""
-        if self._channels.get(peer) is chan:
-            del self._channels[peer]
+        for chans in (self._channels, self._link_chans):
+            if chans.get(peer) is chan:
+                del chans[peer]
         for slot in chan.pending.values():
             if slot[1] is None:
                 slot[1] = DialError(reason or f"mesh: connection to {peer} lost")
@@ -304,5 +393,6 @@ class RpcPlane:
 
     def statistics(self) -> dict:
         """Counters and open streams, for status and metrics."""
-        return dict(self.stats, streams=len(self._channels))
+        return dict(self.stats, streams=len(self._channels), links=len(self._link_chans),
+                    links_in=sum(map(len, self._inbound_links.values())))
 

@@ -68,6 +68,8 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                     ("infer", {"model": "m", "inputs": {"image": {"dtype": "object", "shape": [1],
                                                                   "data": b"x"}}}, "dtype"),
                     ("infer", {"model": 5}, "model"),
+                    ("link.open", {"v": 99}, "version"),
+                    ("link.open", "not a map", "version"),
                     ("nope", None, "unknown method"),
                 ]
                 for method, body, needle in calls:
@@ -125,7 +127,8 @@ def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
             psk = read_mesh_key(node_dir / "mesh.key")
             evil = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
                         on_peer_event=lambda *_: None)
-            methods = ["hello", "raft.join", "raft.add", "raft.submit", "raft.models", "model.fetch", "infer"]
+            methods = ["hello", "raft.join", "raft.add", "raft.submit", "raft.models", "model.fetch", "infer",
+                       "link.open"]
             notes = ["advert", "crdt.sync", "bye"]
             async with trio.open_nursery() as nursery, evil.running():
                 rpc = RpcPlane(evil, nursery)
@@ -141,6 +144,15 @@ def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
                     except RemoteError as exc:
                         # Refused by validation, never by a crash inside a handler.
                         assert "internal error" not in str(exc), f"seed {seed}: {method} {body!r}: {exc}"
+                # Random and truncated bytes at the direct-link port: every connection is closed.
+                for _ in range(30):
+                    sock = await trio.open_tcp_stream("127.0.0.1", node.link_port)
+                    junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+                    await sock.send_all(rng.choice([junk, b"MNL1" + junk[:16], b"MNL1"]))
+                    await sock.send_eof()
+                    with trio.fail_after(5):
+                        assert await sock.receive_some(100) == b""
+                    await sock.aclose()
                 nursery.cancel_scope.cancel()
             assert node.status()["rpc"]["served"] >= 200, f"seed {seed}"
             await node.state.put("after/fuzz", 1)

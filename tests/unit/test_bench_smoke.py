@@ -10,9 +10,15 @@ pytestmark = pytest.mark.slow
 def test_rpc_bench_reports_both_sides_and_a_ratio():
     from bench import rpc
 
-    rows = rpc.run(n=20, bulk_n=2)
-    base, mesh, ratio = rows[:3]
-    assert len(rows) == 9 and all(r["MB_per_s"] > 0 for r in rows[3:5] + rows[6:8])
-    assert base["calls"] == mesh["calls"] == 20
-    assert base["name"] == "raw trio TCP" and mesh["name"].startswith("mesh RPC")
-    assert ratio["p50"] > 0 and ratio["throughput"] > 0
+    rows = rpc.run(n=64, bulk_n=2)
+    by_name = {row["name"]: row for row in rows}
+    for label in ("raw trio TCP", "mesh RPC, libp2p only", "mesh RPC"):
+        assert by_name[f"{label}: 1 KiB, one at a time"]["calls"] == 64
+        assert by_name[f"{label}: 1 KiB, {rpc.CONCURRENCY} callers"]["calls"] == 64
+        assert by_name[f"{label}: 600 KiB tensor + ack"]["MB_per_s"] > 0
+        assert by_name[f"{label}: 4096 KiB tensor + ack"]["MB_per_s"] > 0
+    for kind in ("mesh-libp2p", "mesh"):
+        ratio = by_name[f"ratio {kind}/raw"]
+        assert set(ratio) == {"name", "1KiB_one_at_a_time", f"1KiB_{rpc.CONCURRENCY}_callers",
+                              "600KiB_tensor", "4096KiB_tensor"}
+        assert all(v > 0 for k, v in ratio.items() if k != "name")
