@@ -59,7 +59,11 @@ async def _serve_raw() -> dict:
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
-    return {"port": port, "run": lambda: trio.serve_listeners(serve, listeners)}
+
+    async def run() -> None:
+        await trio.serve_listeners(serve, listeners)
+
+    return {"port": port, "run": run}
 
 
 async def _server_main(kind: str, psk: str) -> None:

@@ -8,6 +8,7 @@ import struct
 import pytest
 import trio
 
+from crdt.errors import MeshError
 from mesh.host import Host, new_identity_seed
 from mesh.link import MAGIC, RECORD_MAX
 from mesh.rpc import RpcPlane
@@ -154,7 +155,7 @@ def test_a_broken_link_fails_its_calls_then_reopens_and_forget_closes_inbound_li
         async def waiting_call():
             try:
                 await client.call(a.peer_id, "stall", None, timeout=10)
-            except Exception as exc:
+            except MeshError as exc:
                 failed.append(exc)
 
         nursery.start_soon(waiting_call)
