@@ -101,6 +101,18 @@ class BackgroundNode:
         """Known peers."""
         return self._call(lambda node: node.peer_list())
 
+    def admit(self, peer_id: str, name: str = "") -> dict:
+        """Put a peer on the admitted-peer list (see ``Node.admit``)."""
+        return self._call(lambda node: node.admit(peer_id, name))
+
+    def revoke(self, peer_id: str) -> dict:
+        """Revoke a peer (see ``Node.revoke``)."""
+        return self._call(lambda node: node.revoke(peer_id))
+
+    def admitted(self) -> dict:
+        """The admitted-peer list (see ``Node.admitted``)."""
+        return self._call(lambda node: node.admitted())
+
     def close(self) -> None:
         """Stop the node and wait for its thread."""
         if self._token is not None and self._thread.is_alive():

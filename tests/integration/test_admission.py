@@ -20,7 +20,7 @@ CUT_WITHIN = 10.0  # "within seconds": a revoke reaches every node in ~1-2 s (AD
 
 def cli(cluster: LocalCluster, node: LocalNode, *args: str) -> dict:
     """Run a ``meshnode`` client verb against ``node`` and return its JSON."""
-    out = subprocess.run(meshnode_cmd(*args, "-d", str(node.data_dir), "--json"), capture_output=True,
+    out = subprocess.run(meshnode_cmd(*args, "-d", str(node.data_dir), "--json"), check=False, capture_output=True,
                          text=True, env=cluster.env, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
