@@ -179,7 +179,7 @@ class Node:
                     node = cls(config, nursery, state)
                     async with node.host.running():
                         if config.links:
-                            node.link_port = await node.rpc.open_links(config.listen_host)
+                            node.link_port = await node.rpc.open_links(config.listen_host, node.admission.guard)
                         await node._start_raft()
                         await nursery.start(node.state.run, node._send_sync)
                         await nursery.start(node.membership.run)

@@ -105,11 +105,15 @@ class RpcPlane:
         """Run ``handler(peer_id, body)`` for each one-way note ``method``."""
         self._notes[method] = handler
 
-    async def open_links(self, bind_ip: str) -> int:
-        """Listen for direct links on ``bind_ip`` and offer them to peers; returns the port."""
+    async def open_links(self, bind_ip: str, guard: Callable[[str, Handler], Handler] | None = None) -> int:
+        """Listen for direct links on ``bind_ip`` and offer them to peers; returns the port.
+
+        ``guard(method, handler)`` wraps the ticket handler as the node wraps its
+        own routes, so only admitted peers are handed a link key.
+        """
         self._links = LinkService(bind_ip, self._nursery, self._serve_link)
         port = await self._nursery.start(self._links.serve)
-        self.route("link.open", self._on_link_open)
+        self.route("link.open", guard("link.open", self._on_link_open) if guard else self._on_link_open)
         return port
 
     async def _on_link_open(self, peer: str, body: Any) -> dict:
