@@ -61,6 +61,17 @@ REVOKED = "revoked from the admitted-peer list"
 NOT_LISTED = "not on the admitted-peer list"
 
 Handler = Callable[[str, Any], Awaitable[Any]]
+_IDENTITY, _SHA256 = 0x00, 0x12  # the multihash codes a libp2p peer id uses
+
+
+def check_peer_id(peer_id: Any) -> str:
+    """``peer_id`` fully parsed: base58 of an identity or sha256 multihash of a public key."""
+    if not isinstance(peer_id, str):
+        raise MeshError(f"mesh: a peer id must be a string, got {type(peer_id).__name__}")
+    raw = parse_peer_id(peer_id).to_bytes()
+    if len(raw) < 3 or raw[0] not in (_IDENTITY, _SHA256) or raw[1] != len(raw) - 2:
+        raise MeshError(f"mesh: {peer_id!r} is not a peer id (not a multihash of a public key)")
+    return peer_id
 
 
 class Admission:
@@ -292,7 +303,7 @@ class Admission:
 
     async def admit(self, peer_id: str, name: str = "") -> dict:
         """Admit ``peer_id`` (re-admit it if revoked); the first admit also admits the running mesh."""
-        parse_peer_id(peer_id)
+        check_peer_id(peer_id)
         rec = self._node.peers.get(peer_id)
         name = name or (rec.descriptor.name if rec else "")
         result = await self._node.submit(PeerAdmit(peer_id=peer_id, name=name, members=self._members()))
@@ -301,7 +312,7 @@ class Admission:
 
     async def revoke(self, peer_id: str) -> dict:
         """Revoke ``peer_id``: every node disconnects it within seconds and refuses it until re-admitted."""
-        parse_peer_id(peer_id)
+        check_peer_id(peer_id)
         result = await self._node.submit(PeerRevoke(peer_id=peer_id, members=self._members()))
         await self._refresh_soon()
         return result
@@ -348,7 +359,7 @@ def _read_list(reply: Any) -> dict[str, AdmittedPeer]:
     for peer, entry in reply.items():
         if not isinstance(peer, str) or not isinstance(entry, dict) or set(entry) != {"name", "revoked", "revision"}:
             raise RemoteProtocolError("mesh: malformed raft.admitted entry")
-        parse_peer_id(peer)
+        check_peer_id(peer)
         try:
             out[peer] = AdmittedPeer(entry["name"], entry["revoked"], entry["revision"])
         except MeshError as exc:

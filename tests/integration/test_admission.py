@@ -46,6 +46,11 @@ def test_revoked_peer_is_cut_everywhere_and_a_newcomer_is_refused(tmp_path):
         others = [n for n in cluster.nodes if n is not lead]
         keeper, victim = others
 
+        # A malformed peer id fails with one line and changes nothing.
+        for bad in ("not-a-peer", "abcdefghijkmnopqrstuvwxyzabcdefghijkmnopqrstuvwxyz"):
+            out = subprocess.run(meshnode_cmd("admit", bad, "-d", str(lead.data_dir)), check=False,
+                                 capture_output=True, text=True, env=cluster.env, timeout=60)
+            assert out.returncode == 1 and out.stderr.startswith(f"error: mesh: {bad!r} is not a peer id"), out
         # Open mesh until the first admit; that admit brings the running members along.
         assert cli(cluster, lead, "admitted") == {"enforced": False, "peers": []}
         doc = cli(cluster, lead, "admit", lead.peer_id, "--name", "boss")
