@@ -15,6 +15,8 @@ from consensus import (
     MemberRemove,
     ModelRecord,
     ModelRegister,
+    PeerAdmit,
+    PeerRevoke,
     Refusal,
     apply,
     decode_command,
@@ -32,6 +34,14 @@ hosts = st.text(alphabet=string.ascii_lowercase + string.digits + ".-", min_size
 addrs = st.sampled_from(["10.0.0.1:4000", "10.0.0.2:4000"]) | st.builds(
     "{}:{}".format, hosts, st.integers(1, 65535)
 )
+# A few real libp2p peer ids (ed25519, sha256, secp256k1 forms) so admits and revokes collide.
+peer_ids = st.sampled_from([
+    "12D3KooWGzBw2WRxj3tHLdT8wT5sVMwDkbeoX3Hx1Q6wD7HhXX9Z",
+    "12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5nw1dNBGZ2wEjS9BwHL",
+    "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N",
+    "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY",
+])
+peer_names = st.sampled_from(["", "cam", "gw"]) | st.text(alphabet=string.printable.strip(), max_size=20)
 sha256s = st.sampled_from(["a" * 64, "b" * 64]) | st.text(
     alphabet="0123456789abcdef", min_size=64, max_size=64
 )
@@ -65,6 +75,9 @@ commands = st.one_of(
     st.builds(ModelRegister, record=records),
     st.builds(MemberAdd, peer_id=peers, raft_addr=addrs),
     st.builds(MemberRemove, peer_id=peers),
+    st.builds(PeerAdmit, peer_id=peer_ids, name=peer_names,
+              members=st.dictionaries(peer_ids, peer_names, max_size=3)),
+    st.builds(PeerRevoke, peer_id=peer_ids, members=st.dictionaries(peer_ids, peer_names, max_size=3)),
 )
 
 
