@@ -197,12 +197,23 @@ def run(data_dir: Path, verbose: bool) -> None:
     async def _main() -> None:
         from .node import Node
 
+        fatal = ""
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with Node.start(cfg) as node:
+            async with Node.start(cfg) as node, trio.open_nursery() as waits:
                 click.echo(f"meshnode {cfg.name} running: peer {node.peer_id}, api http://{node.api_addr}", err=True)
+
+                async def on_fatal() -> None:
+                    nonlocal fatal
+                    fatal = await node.wait_fatal()
+                    waits.cancel_scope.cancel()
+
+                waits.start_soon(on_fatal)
                 async for signum in signals:
                     logging.getLogger("meshnode").info("received %s; shutting down", signal.Signals(signum).name)
                     break
+                waits.cancel_scope.cancel()
+        if fatal:
+            raise MeshError(fatal)
 
     trio.run(_main)
     click.echo(f"meshnode {cfg.name} stopped", err=True)

@@ -62,7 +62,7 @@ from .membership_driver import METHOD as SWIM_METHOD
 from .membership_driver import MembershipDriver
 from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
-from .rpc import RpcPlane
+from .rpc import RemoteError, RpcPlane
 from .sensors import SensorState
 
 log = logging.getLogger("meshnode.node")
@@ -71,6 +71,7 @@ ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 MAX_PARALLEL_DIALS = 16
+TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
 
 
 def raft_password(psk_hex: str) -> str:
@@ -127,6 +128,9 @@ class Node:
         self.instance = os.urandom(8).hex()  # tells this process apart from a copy of its data dir
         self.identity_conflict = ""  # set when peers see our identity used by another running node
         self._conflicts_reported: set[tuple[str, str, str]] = set()
+        self._refused_instances: dict[str, str] = {}  # instance -> peer id: the later twin of a copied identity
+        self.fatal = ""  # why this node must stop (it is the refused copy of another node's identity)
+        self._fatal = trio.Event()
         self.peers = PeerTable(self.peer_id)
         self.rpc = RpcPlane(self.host, nursery)
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
@@ -195,10 +199,12 @@ class Node:
                         try:
                             yield node
                         finally:
+                            # A refused twin is not the member: it says no goodbye in the member's name.
                             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                                node.membership.leave()
-                                await node.membership.flush()
-                                await node._say_goodbye()
+                                if not node.fatal:
+                                    node.membership.leave()
+                                    await node.membership.flush()
+                                    await node._say_goodbye()
                             nursery.cancel_scope.cancel()
             finally:
                 # Every task and worker thread has finished now: nothing can still use Raft or SQLite.
@@ -264,16 +270,45 @@ class Node:
                 self._advert_now.set()
 
     def _report_duplicate(self, desc: Descriptor, instances: tuple[str, str]) -> None:
+        """Two processes share a peer id: keep the one that was here first, refuse the later one."""
         key = (desc.peer_id, *instances)
+        self._refused_instances[instances[1]] = desc.peer_id
         if key not in self._conflicts_reported:
             self._conflicts_reported.add(key)
             log.error(
-                "mesh: duplicate identity: two running nodes use peer id %s (%s; instances %s and %s). "
-                "A copied data dir? Stop one, remove its identity.key and `meshnode init` it anew",
-                desc.peer_id, desc.name, *instances,
+                "mesh: duplicate identity: two running nodes use peer id %s (%s; instances %s and %s); "
+                "refusing the later one (%s). A copied data dir? Stop it, remove its identity.key and "
+                "`meshnode init` it anew",
+                desc.peer_id, desc.name, *instances, instances[1],
             )
         # Tell whichever of the two is on the other end of our connection right now.
         self._nursery.start_soon(self._send_conflict, desc.peer_id, list(instances))
+
+    def _refuse_twin(self, desc: Descriptor) -> None:
+        """Refuse a hello or advert from the refused copy of a duplicated identity."""
+        older = next((o for (p, o, n) in self._conflicts_reported if p == desc.peer_id and n == desc.instance), "")
+        self._nursery.start_soon(self._cut_twin, desc.peer_id, [older, desc.instance])
+        raise MeshError(f"{TWIN_REFUSED}: peer id {desc.peer_id} is already used by another running node; this "
+                        "process (the later of the two) is a copy of its identity")
+
+    async def _cut_twin(self, peer: str, instances: list[str]) -> None:
+        """Tell the refused twin why (before the disconnect, so it can hear it), then cut it off."""
+        await self._send_conflict(peer, instances)
+        await self.host.disconnect(peer)
+
+    def _refused_as_twin(self, reason: str) -> None:
+        """A peer refused us as the later copy of an identity: stop (see ``fatal``)."""
+        if not self.fatal:
+            self.identity_conflict = self.fatal = (
+                f"{reason}. This process stops; remove its identity.key and `meshnode init` it anew"
+            )
+            log.error("%s", self.fatal)
+            self._fatal.set()
+
+    async def wait_fatal(self) -> str:
+        """Wait until this node must stop (see ``fatal``); returns why."""
+        await self._fatal.wait()
+        return self.fatal
 
     async def _send_conflict(self, peer: str, instances: list[str]) -> None:
         with trio.move_on_after(2):
@@ -289,10 +324,20 @@ class Node:
         if self.instance not in instances or self.identity_conflict:
             return
         rec = self.peers.get(peer)
+        reporter = rec.descriptor.name if rec else peer
+        if instances[1] == self.instance:
+            # We are the later twin: the mesh refuses us. Stop, rather than fight the original for
+            # its connections. (Any admitted member could send this; members are trusted this far,
+            # as they can also write to Raft.)
+            self._refused_as_twin(
+                f"{TWIN_REFUSED}: another running node already uses this node's peer id {self.peer_id} "
+                f"(reported by {reporter}); this process started later. A copied data dir?"
+            )
+            return
         self.identity_conflict = (
             f"mesh: duplicate identity: another running node uses this node's peer id {self.peer_id} "
-            f"(reported by {rec.descriptor.name if rec else peer}). A copied data dir? Stop one, remove its "
-            "identity.key and `meshnode init` it anew"
+            f"(reported by {reporter}); the mesh refuses it and keeps this one. A copied data dir? "
+            "Stop the copy, remove its identity.key and `meshnode init` it anew"
         )
         log.error("%s", self.identity_conflict)
 
@@ -317,16 +362,25 @@ class Node:
             self.rpc.forget(peer)
 
     async def _hello(self, peer: str) -> None:
-        reply = await self.rpc.call(peer, "hello", self.descriptor().to_wire(), timeout=5)
+        try:
+            reply = await self.rpc.call(peer, "hello", self.descriptor().to_wire(), timeout=5)
+        except RemoteError as exc:
+            if str(exc).startswith(TWIN_REFUSED):
+                self._refused_as_twin(str(exc))
+            raise
         desc = Descriptor.from_wire(reply)
         if desc.peer_id != peer:
             raise RemoteProtocolError(f"mesh: {peer} answered hello with another peer's descriptor")
         self._learn(desc)
 
     def _learn(self, desc: Descriptor) -> None:
+        if desc.instance in self._refused_instances:
+            self._refuse_twin(desc)
         duplicate = self.peers.duplicate(desc, trio.current_time())
         if duplicate is not None:
             self._report_duplicate(desc, duplicate)
+            if desc.instance == duplicate[1]:
+                self._refuse_twin(desc)
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)

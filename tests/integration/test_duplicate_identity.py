@@ -33,9 +33,13 @@ def test_copied_data_dir_is_reported(tmp_path):
         cluster.nodes.append(twin)
         cluster.start_all()
         wait_for(lambda: b.peer_id in a.client().get("/status")["duplicate_peers"], 30, "a to see the duplicate")
-        assert "duplicate identity" in a.log_path.read_text()
-        wait_for(lambda: any(n.client().get("/status")["identity_conflict"] for n in (b, twin)), 30,
-                 "one of the twins to be told")
-        told = [n for n in (b, twin) if n.client().get("/status")["identity_conflict"]]
-        assert "copied data dir" in told[0].client().get("/status")["identity_conflict"]
-        assert "duplicate identity" in told[0].log_path.read_text()
+        assert "refusing the later one" in a.log_path.read_text()
+        # The later of the twins is refused and stops with a one-line reason; the other stays.
+        wait_for(lambda: not b.running or not twin.running, 30, "the later twin to stop")
+        refused, kept = (b, twin) if not b.running else (twin, b)
+        assert refused.proc.wait(5) == 1
+        assert "refused as a duplicate identity" in refused.log_path.read_text()
+        assert kept.running
+        wait_for(lambda: any(p["peer_id"] == b.peer_id and p["state"] == "alive"
+                             for p in a.client().get("/peers")), 30, "a to see the kept twin alive")
+        assert not kept.client().get("/status")["identity_conflict"].startswith("mesh: refused")
