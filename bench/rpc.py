@@ -36,6 +36,8 @@ from mesh.wire import FrameDecoder, Reply, Request, encode_envelope
 SMALL = b"x" * 1024
 BULK_SIZES = (600 * 1024, 4 * 1024 * 1024)
 CONCURRENCY = 32
+READ_SIZE = 256 * 1024  # the raw side reads as much per call as a link record holds: a like-for-like baseline
+ROUNDS = 3  # transports take turns, and each figure is the median of its rounds: load drifts between runs
 SERVER_MAX_SECONDS = 600  # a server whose client vanished exits by itself
 
 
@@ -50,7 +52,7 @@ async def _serve_raw() -> dict:
     async def serve(stream: trio.SocketStream) -> None:
         dec = FrameDecoder()
         try:
-            while data := await stream.receive_some(65536):
+            while data := await stream.receive_some(READ_SIZE):
                 out = [encode_envelope(Reply(id=env.id, ok=True, body=_answer(env.method, env.body)))
                        for env in dec.feed(data)]
                 await stream.send_all(b"".join(out))
@@ -114,7 +116,7 @@ class _RawClient:
 
     async def read(self) -> None:
         dec = FrameDecoder()
-        while data := await self.stream.receive_some(65536):
+        while data := await self.stream.receive_some(READ_SIZE):
             for env in dec.feed(data):
                 slot = self.pending.pop(env.id)
                 slot[1] = env.body
@@ -242,9 +244,19 @@ async def _measure(kind: str, n: int, bulk_n: int) -> dict[str, dict]:
     return out
 
 
-def run(n: int = 4000, bulk_n: int = 40, kinds: tuple[str, ...] = ("raw", "mesh-libp2p", "mesh")) -> list[dict]:
-    """Every transport's figures, then mesh/raw ratios."""
-    results = {kind: trio.run(_measure, kind, n, bulk_n) for kind in kinds}
+def run(n: int = 4000, bulk_n: int = 40, kinds: tuple[str, ...] = ("raw", "mesh-libp2p", "mesh"),
+        rounds: int = ROUNDS) -> list[dict]:
+    """Every transport's figures (median of ``rounds`` interleaved rounds), then mesh/raw ratios."""
+    per_kind: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            per_kind[kind].append(trio.run(_measure, kind, n, bulk_n))
+    results = {}
+    for kind, runs in per_kind.items():
+        results[kind] = {}
+        for key in runs[0]:
+            rows = sorted((r[key] for r in runs), key=lambda row: row.get("MB_per_s", row["calls_per_s"]))
+            results[kind][key] = dict(rows[len(rows) // 2], rounds=rounds)
     rows = [row for kind in kinds for row in results[kind].values()]
     base = results["raw"]
     for kind in kinds[1:]:

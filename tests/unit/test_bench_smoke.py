@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 def test_rpc_bench_reports_both_sides_and_a_ratio():
     from bench import rpc
 
-    rows = rpc.run(n=64, bulk_n=2)
+    rows = rpc.run(n=64, bulk_n=2, rounds=1)
     by_name = {row["name"]: row for row in rows}
     for label in ("raw trio TCP", "mesh RPC, libp2p only", "mesh RPC"):
         assert by_name[f"{label}: 1 KiB, one at a time"]["calls"] == 64
