@@ -56,6 +56,7 @@ ADMISSION_INTERVAL = 1.0  # seconds between re-reads of the list: "revoked peers
 HELLO_DEADLINE = 10.0
 REFUSED_NOTE_EVERY = 5.0  # tell a refused peer why at most this often (it may redial every second)
 MAX_REASON_CHARS = 200
+CUT_OFF_FOR = 60.0  # seconds an abusive peer (stream or garbage flood, see rpc.py) stays refused
 
 REVOKED = "revoked from the admitted-peer list"
 NOT_LISTED = "not on the admitted-peer list"
@@ -84,6 +85,7 @@ class Admission:
         self._logged: dict[str, str] = {}  # peer -> the refusal reason already logged
         self._told: dict[str, float] = {}  # peer -> when we last sent it admission.refused
         self._cutting: set[str] = set()
+        self._cut_off: dict[str, tuple[float, str]] = {}  # peer -> (refused until, what it did)
         self.notice = ""  # set when this node learns that it is refused
         self.stats = {"refused": 0, "silent_dropped": 0}
 
@@ -96,6 +98,11 @@ class Admission:
 
     def reason(self, peer: str) -> str | None:
         """Why ``peer`` is refused, or None when it is admitted (or the mesh is open)."""
+        if peer in self._cut_off:
+            until, what = self._cut_off[peer]
+            if trio.current_time() < until:
+                return f"cut off for {CUT_OFF_FOR:g} s: it {what}"
+            del self._cut_off[peer]
         if not self._list or peer == self._node.peer_id:
             return None
         entry = self._list.get(peer)
@@ -106,6 +113,13 @@ class Admission:
     def admits(self, peer: str) -> bool:
         """Whether ``peer`` may talk to this node."""
         return self.reason(peer) is None
+
+    def cut_off(self, peer: str, what: str) -> None:
+        """Refuse an abusive peer for ``CUT_OFF_FOR`` seconds (RpcPlane.on_abuse), whatever the list says."""
+        if peer == self._node.peer_id:
+            return
+        self._cut_off[peer] = (trio.current_time() + CUT_OFF_FOR, what)
+        self.refuse(peer)
 
     def check_raft_member(self, peer: Any) -> None:
         """Refuse to hand Raft membership to a peer that is not admitted."""

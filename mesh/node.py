@@ -162,6 +162,7 @@ class Node:
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
         self.models = ModelFiles(self)
         self.admission = Admission(self)
+        self.rpc.on_abuse = self.admission.cut_off  # stream or garbage floods: refused for a while
         self._routes()
 
     # -- lifecycle ---------------------------------------------------------------

@@ -52,6 +52,8 @@ class CallTimeout(MeshError):
 
 
 LINK_RETRY = 30.0  # seconds before trying again to open a link to a peer that could not give us one
+STREAM_FLOOD = 64  # request streams refused to one peer before it is reported as abusive
+GARBAGE_FLOOD = 16  # streams or links one peer broke with garbage before it is reported as abusive
 
 
 class _Channel:
@@ -90,6 +92,8 @@ class RpcPlane:
         self._link_chans: dict[str, _Channel] = {}
         self._link_retry: dict[str, float] = {}  # peer -> when we may try to open a link again
         self._inbound_links: dict[str, set[LinkStream]] = {}
+        self._offences: dict[tuple[str, str], int] = {}  # (peer, kind) -> count since last report
+        self.on_abuse: Callable[[str, str], None] | None = None  # (peer, what it did): the node cuts it off
         self._ids = itertools.count(1)
         self.stats = {
             "calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0, "streams_refused": 0,
@@ -141,6 +145,7 @@ class RpcPlane:
             self.stats["streams_refused"] += 1
             if self.stats["streams_refused"] % 100 == 1:
                 log.warning("mesh: %s opened more than %d request streams; refusing more", peer, self._max_streams)
+            self._offence(peer, "streams", STREAM_FLOOD, f"kept opening request streams past {self._max_streams}")
             await stream.reset()
             return
         self._inbound[peer] = self._inbound.get(peer, 0) + 1
@@ -150,6 +155,15 @@ class RpcPlane:
             self._inbound[peer] -= 1
             if not self._inbound[peer]:
                 del self._inbound[peer]
+
+    def _offence(self, peer: str, kind: str, limit: int, what: str) -> None:
+        """Count a peer's misbehaviour; past ``limit`` report it (``on_abuse``) and start counting anew."""
+        key = (peer, kind)
+        self._offences[key] = self._offences.get(key, 0) + 1
+        if self._offences[key] >= limit:
+            del self._offences[key]
+            if self.on_abuse is not None:
+                self.on_abuse(peer, f"{what} ({limit} times)")
 
     async def _serve_requests(self, stream: Stream) -> None:
         decoder = FrameDecoder()
@@ -188,6 +202,7 @@ class RpcPlane:
                 # A peer that sends garbage loses this stream; the node and its other streams go on.
                 self.stats["bad_frames"] += 1
                 log.warning("mesh: closing stream from %s: %s", stream.peer_id, exc)
+                self._offence(stream.peer_id, "garbage", GARBAGE_FLOOD, "kept sending malformed frames")
                 nursery.cancel_scope.cancel()
                 await stream.reset()
                 return
@@ -376,6 +391,8 @@ class RpcPlane:
             chan = chans.get(peer)
             if chan is not None:
                 self._drop(peer, chan, f"mesh: {peer} left the mesh")
+        for key in [k for k in self._offences if k[0] == peer]:
+            del self._offences[key]
         for link in self._inbound_links.pop(peer, ()):
             self._nursery.start_soon(link.aclose)
         self._opening.pop(peer, None)

@@ -68,3 +68,44 @@ def test_a_silent_peer_is_dropped_and_a_talking_one_is_kept(tmp_path, monkeypatc
     silent_id = trio.run(main)
     lines = [r.getMessage() for r in caplog.records if "said no hello" in r.getMessage()]
     assert lines == [f"mesh: dropped peer {silent_id}: connected but said no hello within {DEADLINE:g} s"]
+
+
+def test_a_peer_flooding_streams_is_cut_off_and_refused_for_a_while(tmp_path, caplog):
+    """Issue 3: "a peer that ... opens thousands of streams, is cut off by limits"."""
+    from mesh import rpc as rpc_module
+    from mesh.host import DialError
+    from mesh.wire import PROTOCOL_ID
+
+    node_dir = LocalCluster(tmp_path).init_node("target").data_dir
+    caplog.set_level(logging.WARNING, logger="meshnode.admission")
+
+    async def main():
+        async with Node.start(Config.load(node_dir), serve_api=False) as node:
+            psk = read_mesh_key(node_dir / "mesh.key")
+            flooder = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                           on_peer_event=lambda *_: None)
+            async with flooder.running():
+                await flooder.connect(node.host.addrs()[0])
+                held = []
+                for _ in range(1000):  # bounded: the node cuts us off long before
+                    if not node.host.is_connected(flooder.peer_id):
+                        break
+                    try:
+                        held.append(await flooder.open_stream(node.peer_id, PROTOCOL_ID))
+                    except DialError:
+                        pass
+                await poll(lambda: not node.host.is_connected(flooder.peer_id), 10, "the flooder to be cut off")
+                assert node.rpc.statistics()["streams_refused"] >= rpc_module.STREAM_FLOOD
+                assert node.admission.reason(flooder.peer_id).startswith("cut off for 60 s")
+                # It comes back at once: refused at the door while the cut-off lasts.
+                try:
+                    await flooder.connect(node.host.addrs()[0])
+                except DialError:
+                    pass
+                await poll(lambda: not node.host.is_connected(flooder.peer_id), 10, "the redial to be refused")
+                assert node.status()["admission"]["refused"] >= 2
+        return flooder.peer_id
+
+    flooder_id = trio.run(main)
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshnode.admission" and flooder_id in r.getMessage()]
+    assert len(lines) == 1 and "kept opening request streams past 8" in lines[0], lines

@@ -180,3 +180,43 @@ def test_a_peer_opening_many_streams_is_cut_off_and_others_still_served():
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_a_peer_flooding_streams_or_garbage_is_reported_for_cut_off():
+    """Issue 3: "A peer that ... opens thousands of streams, is cut off by limits"."""
+    from mesh import rpc as rpc_module
+
+    async def main():
+        psk = os.urandom(32).hex()
+        a, b = make_host(psk), make_host(psk)
+        async with trio.open_nursery() as nursery, a.running(), b.running():
+            server = RpcPlane(a, nursery, max_streams_per_peer=2)
+            reported = []
+            server.on_abuse = lambda peer, what: reported.append((peer, what))
+            await b.connect(a.addrs()[0])
+            held = [await b.open_stream(a.peer_id, PROTOCOL_ID) for _ in range(2)]
+            with trio.fail_after(5):  # the two allowed streams are being served
+                while server._inbound.get(b.peer_id) != 2:
+                    await trio.sleep(0.01)
+            for _ in range(3 * rpc_module.STREAM_FLOOD):  # each is refused: reset at once
+                try:
+                    extra = await b.open_stream(a.peer_id, PROTOCOL_ID)
+                    assert await extra.receive_some() == b""
+                except DialError:
+                    pass  # reset while the protocol was still being negotiated
+                if reported:
+                    break
+            assert server.statistics()["streams_refused"] == rpc_module.STREAM_FLOOD
+            assert reported == [(b.peer_id, f"kept opening request streams past 2 ({rpc_module.STREAM_FLOOD} times)")]
+            for stream in held:
+                await stream.reset()
+
+            # Garbage: each bad stream is closed; the GARBAGE_FLOOD-th one reports the peer.
+            for _ in range(rpc_module.GARBAGE_FLOOD):
+                raw = await b.open_stream(a.peer_id, PROTOCOL_ID)
+                await raw.send_all(struct.pack(">I", 3) + b"\xc1\xc1\xc1")
+                assert await raw.receive_some() == b""
+            assert reported[-1] == (b.peer_id, f"kept sending malformed frames ({rpc_module.GARBAGE_FLOOD} times)")
+            nursery.cancel_scope.cancel()
+
+    run(main)
