@@ -39,6 +39,7 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                 me = evil.peer_id
                 good_desc = {"peer_id": me, "name": "evil", "tier": "edge", "capabilities": [], "location": "",
                              "addrs": evil.addrs(), "raft_addr": ""}
+                await rpc.call(node.peer_id, "hello", good_desc)  # else the silent-peer rule may cut it off
                 notes = [
                     ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "models": []},
                                 "peers": [["0OIl-not-a-peer-id", ["/ip4/127.0.0.1/tcp/1/p2p/0OIl"]]]}),
@@ -128,11 +129,14 @@ def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
             evil = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
                         on_peer_event=lambda *_: None)
             methods = ["hello", "raft.join", "raft.add", "raft.submit", "raft.models", "model.fetch", "infer",
-                       "link.open"]
-            notes = ["advert", "crdt.sync", "bye"]
+                       "link.open", "raft.admitted"]
+            notes = ["advert", "crdt.sync", "bye", "admission.refused"]
             async with trio.open_nursery() as nursery, evil.running():
                 rpc = RpcPlane(evil, nursery)
                 await evil.connect(node.host.addrs()[0])
+                await rpc.call(node.peer_id, "hello", {
+                    "peer_id": evil.peer_id, "name": "fuzzer", "tier": "edge", "capabilities": [], "location": "",
+                    "addrs": evil.addrs(), "raft_addr": ""})  # else the silent-peer rule may cut it off
                 for i in range(300):
                     body = _random_body(rng)
                     if i % 3 == 0:
