@@ -77,12 +77,7 @@ async def _server_main(kind: str, psk: str) -> None:
             await _wait_for_stdin_close()
             nursery.cancel_scope.cancel()
             return
-        host = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
-                    on_peer_event=lambda *_: None)
-        async with host.running():
-            plane = RpcPlane(host, nursery)
-            if kind == "mesh":
-                await plane.open_links("127.0.0.1")
+        async with _mesh_plane(kind, psk, nursery) as (host, plane):
 
             async def echo(peer, body):
                 return body
@@ -95,6 +90,17 @@ async def _server_main(kind: str, psk: str) -> None:
             print(json.dumps({"addr": host.addrs()[0], "peer": host.peer_id}), flush=True)
             await _wait_for_stdin_close()
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _mesh_plane(kind: str, psk: str, nursery: trio.Nursery):
+    """A running libp2p host and its RPC plane, offering links when ``kind`` is "mesh"."""
+    host = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0", on_peer_event=lambda *_: None)
+    async with host.running():
+        plane = RpcPlane(host, nursery)
+        if kind == "mesh":
+            await plane.open_links("127.0.0.1")
+        yield host, plane
 
 
 async def _wait_for_stdin_close() -> None:
@@ -166,12 +172,7 @@ async def _client(kind: str):
                 nursery.cancel_scope.cancel()
                 await stream.aclose()
         else:
-            host = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
-                        on_peer_event=lambda *_: None)
-            async with host.running():
-                plane = RpcPlane(host, nursery)
-                if kind == "mesh":
-                    await plane.open_links("127.0.0.1")
+            async with _mesh_plane(kind, psk, nursery) as (host, plane):
                 await host.connect(info["addr"])
                 peer = info["peer"]
                 await plane.call(peer, "echo", b"")

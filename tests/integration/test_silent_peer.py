@@ -23,6 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEADLINE = 2.0  # the rule under test, shortened from HELLO_DEADLINE so the test stays short
 
 
+def raw_host(psk: str) -> Host:
+    """A bare libp2p host holding the mesh key: a peer that does only what the test makes it do."""
+    return Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0", on_peer_event=lambda *_: None)
+
+
 async def poll(check, timeout: float, what: str) -> None:
     """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
     with trio.move_on_after(timeout):
@@ -41,10 +46,7 @@ def test_a_silent_peer_is_dropped_and_a_talking_one_is_kept(tmp_path, monkeypatc
     async def main():
         async with Node.start(Config.load(node_dir), serve_api=False) as node:
             psk = read_mesh_key(node_dir / "mesh.key")
-            silent = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
-                          on_peer_event=lambda *_: None)
-            talker = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
-                          on_peer_event=lambda *_: None)
+            silent, talker = raw_host(psk), raw_host(psk)
             async with trio.open_nursery() as nursery, silent.running(), talker.running():
                 rpc = RpcPlane(talker, nursery)
                 await silent.connect(node.host.addrs()[0])
@@ -82,8 +84,7 @@ def test_a_peer_flooding_streams_is_cut_off_and_refused_for_a_while(tmp_path, ca
     async def main():
         async with Node.start(Config.load(node_dir), serve_api=False) as node:
             psk = read_mesh_key(node_dir / "mesh.key")
-            flooder = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
-                           on_peer_event=lambda *_: None)
+            flooder = raw_host(psk)
             async with flooder.running():
                 await flooder.connect(node.host.addrs()[0])
                 held = []
