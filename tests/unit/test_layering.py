@@ -51,3 +51,12 @@ def test_layering_check_catches_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from mesh.node import Node\nimport consensus\n")
     assert imports_of(bad) & set(ALLOWED) == {"mesh", "consensus"}
+
+
+def test_test_file_names_are_unique():
+    """Test folders have no __init__.py, so pytest imports test files by basename: two alike break collection."""
+    root = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for path in sorted(root.rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a name; rename one"
+        seen[path.name] = path
