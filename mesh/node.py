@@ -163,6 +163,8 @@ class Node:
         self.models = ModelFiles(self)
         self.admission = Admission(self)
         self.rpc.on_abuse = self.admission.cut_off  # stream or garbage floods: refused for a while
+        # A refused peer hears only why (no adverts, gossip, sync or calls that would make it look alive).
+        self.rpc.may_send = lambda peer, method: method == "admission.refused" or self.admission.admits(peer)
         self._routes()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -420,7 +422,9 @@ class Node:
         """Once a second: tell every live peer our load, and who we know (peer exchange)."""
         while True:
             now = trio.current_time()
-            known = [[r.descriptor.peer_id, list(r.descriptor.addrs)] for r in self.peers.alive(now)]
+            admits = self.admission.admits
+            known = [[r.descriptor.peer_id, list(r.descriptor.addrs)] for r in self.peers.alive(now)
+                     if admits(r.descriptor.peer_id)]
             body = {
                 "desc": self.descriptor().to_wire(),
                 "load": self._load().to_wire(),
@@ -428,8 +432,9 @@ class Node:
                 "raft": {k: v for k, v in self.raft_status().items() if k in ("leader", "term")},
             }
             for rec in self.peers.records():
-                if self.host.is_connected(rec.descriptor.peer_id):
-                    self._nursery.start_soon(self._send_advert, rec.descriptor.peer_id, body)
+                peer = rec.descriptor.peer_id
+                if self.host.is_connected(peer) and admits(peer):  # a refused peer hears only why
+                    self._nursery.start_soon(self._send_advert, peer, body)
             self._advert_now = trio.Event()
             with trio.move_on_after(ADVERT_INTERVAL):
                 await self._advert_now.wait()

@@ -94,6 +94,7 @@ class RpcPlane:
         self._inbound_links: dict[str, set[LinkStream]] = {}
         self._offences: dict[tuple[str, str], int] = {}  # (peer, kind) -> count since last report
         self.on_abuse: Callable[[str, str], None] | None = None  # (peer, what it did): the node cuts it off
+        self.may_send: Callable[[str, str], bool] | None = None  # (peer, method): False for refused peers
         self._ids = itertools.count(1)
         self.stats = {
             "calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0, "streams_refused": 0,
@@ -333,6 +334,7 @@ class RpcPlane:
     async def call(self, peer: str, method: str, body: Any, *, timeout: float = 10.0) -> Any:
         """Call ``method`` on ``peer``; returns the reply body or raises."""
         self.stats["calls"] += 1
+        self._check_may_send(peer, method)
         chan = self._link_chans.get(peer)
         if chan is None or chan.closed:
             try:
@@ -341,6 +343,10 @@ class RpcPlane:
             except trio.TooSlowError:
                 raise CallTimeout(f"mesh: could not reach {peer} within {timeout:g} s") from None
         return await self._call_on(peer, chan, method, body, timeout)
+
+    def _check_may_send(self, peer: str, method: str) -> None:
+        if self.may_send is not None and not self.may_send(peer, method):
+            raise DialError(f"mesh: {peer} is refused by this node; {method!r} not sent")
 
     async def _call_on(self, peer: str, chan: _Channel, method: str, body: Any, timeout: float) -> Any:
         if len(chan.pending) >= self._max_inflight:
@@ -370,6 +376,7 @@ class RpcPlane:
 
     async def notify(self, peer: str, method: str, body: Any) -> None:
         """Send a one-way note; raises if the peer cannot be reached."""
+        self._check_may_send(peer, method)
         frame = encode_envelope(Note(method=method, body=body))
         await self._send(peer, await self._channel(peer), frame)
 
