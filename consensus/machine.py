@@ -91,7 +91,7 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
     if isinstance(command, ConfigSet):
         key = check_key(command.key, "config key")
         entry = ConfigEntry(command.value, revision)
-        new = replace(state, revision=revision, config={**state.config, key: entry})
+        new = replace(state, revision=revision, config=state.config.set(key, entry))
         return new, {"key": key, "value": entry.value, "revision": revision}
 
     if isinstance(command, ModelRegister):
@@ -104,7 +104,7 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
                 f"{known.sha256[:12]}…, not {record.sha256[:12]}…; "
                 "register the new file under another name"
             )
-        new = replace(state, revision=revision, models={**state.models, record.name: record})
+        new = replace(state, revision=revision, models=state.models.set(record.name, record))
         return new, {"name": record.name, "sha256": record.sha256, "revision": revision}
 
     if isinstance(command, MemberAdd):

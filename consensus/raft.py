@@ -317,7 +317,8 @@ class RaftLog:
             handed_over = True
             try:
                 result = self._machine.apply_entry(data, sync=True, timeout=self._left(deadline))
-                self._sync_journal()  # a one-voter cluster commits without sending anything
+                if not self._node.otherNodes:  # a lone voter commits without sending: sync here
+                    self._sync_journal()
                 break
             except SyncObjException as exc:
                 if exc.errorCode in _RETRY and time.monotonic() + _RETRY_PAUSE < deadline:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
+import immutables
 import msgpack
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
@@ -38,8 +38,57 @@ _READABLE_VERSIONS = (1, 2)  # 1: before the admitted-peer list
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
+class FrozenMap(Mapping):
+    """A read-only mapping with O(log n) ``set``/``delete`` that return new maps (a HAMT).
+
+    Each write copies only a path of the trie, not the whole map: applying a
+    write to a state with 100,000 config keys costs about what it costs with 10.
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self, items: Mapping | None = None) -> None:
+        if isinstance(items, FrozenMap):
+            self._map = items._map
+        else:
+            self._map = immutables.Map(items or {})
+
+    @classmethod
+    def _wrap(cls, inner: immutables.Map) -> "FrozenMap":
+        new = cls.__new__(cls)
+        new._map = inner
+        return new
+
+    def __getitem__(self, key):
+        return self._map[key]
+
+    def __iter__(self):
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __contains__(self, key) -> bool:
+        return key in self._map
+
+    def get(self, key, default=None):
+        """The value for ``key``, else ``default``."""
+        return self._map.get(key, default)
+
+    def set(self, key, value) -> "FrozenMap":
+        """A new map with ``key`` set to ``value``."""
+        return self._wrap(self._map.set(key, value))
+
+    def delete(self, key) -> "FrozenMap":
+        """A new map without ``key`` (the same map if it is absent)."""
+        return self._wrap(self._map.delete(key)) if key in self._map else self
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(self._map)!r})"
+
+
 def _frozen_map(value: Mapping) -> Mapping:
-    return value if isinstance(value, MappingProxyType) else MappingProxyType(dict(value))
+    return value if isinstance(value, FrozenMap) else FrozenMap(value)
 
 
 @dataclass(frozen=True, slots=True)

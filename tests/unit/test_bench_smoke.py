@@ -22,3 +22,16 @@ def test_rpc_bench_reports_both_sides_and_a_ratio():
         assert set(ratio) == {"name", "1KiB_one_at_a_time", f"1KiB_{rpc.CONCURRENCY}_callers",
                               "600KiB_tensor", "4096KiB_tensor"}
         assert all(v > 0 for k, v in ratio.items() if k != "name")
+
+
+def test_raft_bench_reports_three_clusters_and_ratios(monkeypatch):
+    from bench import raft
+
+    monkeypatch.setattr(raft, "DURATION", 0.3)
+    rows = raft.run()
+    names = [row["name"] for row in rows]
+    assert names == ["raw pysyncobj", "raw pysyncobj, durable", "consensus.RaftLog (durable)",
+                     "ratio ours/raw durable", "ratio ours/raw (not durable)"]
+    for row in rows[:3]:
+        assert row["writes_per_s_1"] > 0 and row["writes_per_s_8"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    assert all(row["sequential"] > 0 and row["8_threads"] > 0 for row in rows[3:])
