@@ -1,0 +1,53 @@
+"""Raft durability rules on real RaftLogs: nothing leaves a node before its journal is synced."""
+
+from __future__ import annotations
+
+import threading
+
+from pysyncobj.transport import TCPTransport
+
+from consensus import ConfigSet
+from consensus.journal import DurableJournal
+
+
+def test_no_message_leaves_a_node_while_its_journal_has_unsynced_entries(nodes, monkeypatch):
+    """A follower's ack and the leader's own copy count towards a majority only once on disk (Raft §5.3)."""
+    violations: list[str] = []
+    sends = [0]
+    original = TCPTransport.send
+
+    def checked_send(self, node, message):
+        journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
+        if isinstance(journal, DurableJournal):
+            sends[0] += 1
+            if journal._dirty:
+                violations.append(f"{type(message).__name__} sent with unsynced journal entries")
+        return original(self, node, message)
+
+    monkeypatch.setattr(TCPTransport, "send", checked_send)
+    logs = nodes.cluster(3)
+    leader = next(log for log in logs if log.status().role == "leader")
+
+    def writer(i: int) -> None:
+        for n in range(100):
+            leader.submit(ConfigSet(key=f"w{i}-{n}", value=n), timeout=5)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sends[0] > 400 and violations == []
+    # Group commit: under concurrent writes the leader needs fewer fsyncs than entries.
+    assert logs[0].journal_syncs() > 0
+    assert sum(log.journal_syncs() for log in logs) < 3 * 400 * 2
+
+
+def test_a_lone_voter_syncs_before_it_acknowledges(nodes, monkeypatch):
+    """With no other voter nothing is sent, so submit itself must sync before returning."""
+    log = nodes.start(nodes.free_addr(), [], "solo")
+    nodes.wait_for(lambda: log.status().role == "leader", 5, "the lone voter to lead")
+    journal = log._node._SyncObj__raftLog
+    for n in range(20):
+        log.submit(ConfigSet(key=f"k{n}", value=n), timeout=5)
+        assert not journal._dirty
