@@ -51,3 +51,27 @@ def test_a_lone_voter_syncs_before_it_acknowledges(nodes, monkeypatch):
     for n in range(20):
         log.submit(ConfigSet(key=f"k{n}", value=n), timeout=5)
         assert not journal._dirty
+
+
+def test_a_journal_pysyncobj_wrote_is_migrated_once(tmp_path):
+    from pysyncobj.journal import FileJournal
+
+    from consensus.raft import JOURNAL_FILE, OLD_JOURNAL_FILE, _create_journal
+
+    old = FileJournal(str(tmp_path / OLD_JOURNAL_FILE))
+    for i in range(1, 6):
+        old.add(b"entry-%d" % i, i, 2)
+    old.setCurrentTerm(3, "127.0.0.1:9")
+    old.setRaftCommitIndex(4)
+    old.onOneSecondTimer()
+    old._destroy()
+
+    journal = _create_journal(str(tmp_path / JOURNAL_FILE))
+    assert isinstance(journal, DurableJournal)
+    assert [journal[i] for i in range(len(journal))] == [(b"entry-%d" % i, i, 2) for i in range(1, 6)]
+    assert (journal.getCurrentTerm(), journal.getVotedForNodeId(), journal.getRaftCommitIndex()) == (3, "127.0.0.1:9", 4)
+    journal._destroy()
+    assert not (tmp_path / OLD_JOURNAL_FILE).exists() and (tmp_path / (OLD_JOURNAL_FILE + ".migrated")).exists()
+    again = _create_journal(str(tmp_path / JOURNAL_FILE))  # nothing left to migrate: opens as is
+    assert len(again) == 5
+    again._destroy()
