@@ -26,7 +26,11 @@ Theory of operation
   index is saved at most once a second: it is only a hint for replay.
 * ``deleteEntriesTo`` (compaction after a snapshot) writes the kept entries to
   a temporary file, fsyncs and renames it over the journal: a crash leaves
-  either the old journal or the new one.
+  either the old journal or the new one. Entries only leave the journal once
+  the snapshot that covers them is durable: pysyncobj writes its snapshot
+  without an fsync, so the journal fsyncs the snapshot file and its directory
+  first (also before ``clear``, which pysyncobj calls when it installs a
+  snapshot received from the leader).
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ MAX_COMMAND = 64 * 1024 * 1024  # a longer "record" on disk is corruption, not a
 class DurableJournal:
     """pysyncobj's journal interface over an fsynced, checksummed append-only file."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, snapshot: str | os.PathLike | None = None) -> None:
         self._path = Path(path)
+        self._snapshot = None if snapshot is None else Path(snapshot)
         self._meta_path = self._path.with_name(self._path.name + ".meta")
         self._sync_lock = threading.Lock()
         self._entries: list[tuple[bytes, int, int]] = []
@@ -130,7 +135,8 @@ class DurableJournal:
         self._dirty = True
 
     def clear(self) -> None:
-        """Drop every entry."""
+        """Drop every entry (pysyncobj: after installing a snapshot)."""
+        self._persist_snapshot()
         self._truncate(0)
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 (pysyncobj's name)
@@ -139,6 +145,7 @@ class DurableJournal:
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 (pysyncobj's name)
         """Drop entries before position ``entryTo`` (compaction), atomically."""
+        self._persist_snapshot()
         kept = self._entries[entryTo:]
         tmp = self._path.with_name(self._path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -163,6 +170,17 @@ class DurableJournal:
         os.ftruncate(self._fd, end)
         self._end = end
         self._dirty = True
+
+    def _persist_snapshot(self) -> None:
+        """fsync the snapshot and its directory entry, so entries it covers may leave the journal."""
+        if self._snapshot is None or not self._snapshot.exists():
+            return
+        fd = os.open(self._snapshot, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(self._snapshot.parent)
 
     def __getitem__(self, item):
         return self._entries[item]

@@ -112,8 +112,13 @@ _STARTUP_LIMIT = 10.0  # seconds a constructor waits for pysyncobj's first tick
 _REPLAY_STALL = 1.0  # seconds without replay progress after which the leader must fill in
 
 
-def _settings(password: str, bind_addr: str, data_dir: Path, on_state_changed: Callable) -> SyncObjConf:
+COMPACT_AFTER = 5000  # journal entries before a snapshot replaces them (pysyncobj's default; also every 300 s)
+
+
+def _settings(password: str, bind_addr: str, data_dir: Path, on_state_changed: Callable,
+              compact_after: int = COMPACT_AFTER) -> SyncObjConf:
     return SyncObjConf(
+        logCompactionMinEntries=compact_after,
         password=password,
         bindAddress=bind_addr,
         dynamicMembershipChange=True,
@@ -194,7 +199,7 @@ def _create_journal(journal_file: str | None):
     """pysyncobj's journal factory, giving our journal files a ``DurableJournal``."""
     if journal_file is not None and Path(journal_file).name == JOURNAL_FILE:
         _migrate(Path(journal_file))
-        return DurableJournal(journal_file)
+        return DurableJournal(journal_file, snapshot=Path(journal_file).with_name(SNAPSHOT_FILE))
     return _pysyncobj_create_journal(journal_file)  # anyone else's SyncObj (e.g. the raw bench baseline)
 
 
@@ -270,6 +275,7 @@ class RaftLog:
         data_dir: Path,
         on_applied: Callable[[ClusterState], None] | None = None,
         bind_host: str | None = None,
+        compact_after: int = COMPACT_AFTER,
     ) -> None:
         self._self_addr = check_addr(self_addr, "self raft address")
         partners = sorted({check_addr(p, "partner raft address") for p in partners} - {self._self_addr})
@@ -291,7 +297,7 @@ class RaftLog:
         self._closed = False
         self._close_lock = threading.Lock()
         self._release = threading.Event()
-        conf = _settings(password, f"{bind_host}:{port}", self._data_dir, self._on_state_changed)
+        conf = _settings(password, f"{bind_host}:{port}", self._data_dir, self._on_state_changed, compact_after)
         had_snapshot = (self._data_dir / SNAPSHOT_FILE).exists()
         self._node = self._start(conf, partners, f"{bind_host}:{port}")
         try:
@@ -463,6 +469,11 @@ class RaftLog:
         journal = getattr(self._node, "_SyncObj__raftLog", None)
         if isinstance(journal, DurableJournal):
             journal.sync()
+
+    def journal_length(self) -> int:
+        """Entries in the journal now (compaction keeps this near ``compact_after``)."""
+        journal = getattr(self._node, "_SyncObj__raftLog", None)
+        return len(journal) if journal is not None else 0
 
     def journal_syncs(self) -> int:
         """fsyncs of the journal so far (group commit: far fewer than writes under load)."""

@@ -48,15 +48,15 @@ class Nodes:
         self.started.append(log)
         return log
 
-    def cluster(self, size: int = 3) -> list[RaftLog]:
+    def cluster(self, size: int = 3, **kwargs) -> list[RaftLog]:
         """Bootstrap node 1 alone, then join the others one at a time through add_voter."""
         addrs = [free_addr() for _ in range(size)]
-        first = self.start(addrs[0], [], "n1")
+        first = self.start(addrs[0], [], "n1", **kwargs)
         wait_for(lambda: first.status().role == "leader", 5, "node 1 to lead its one-node cluster")
         logs = [first]
         for i, addr in enumerate(addrs[1:], start=2):
             # The joiner starts with partners = the current voters; a voter then adds it.
-            joiner = self.start(addr, addrs[: i - 1], f"n{i}")
+            joiner = self.start(addr, addrs[: i - 1], f"n{i}", **kwargs)
             first.add_voter(addr, timeout=5)
             logs.append(joiner)
         for log in logs:

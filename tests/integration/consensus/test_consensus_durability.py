@@ -75,3 +75,23 @@ def test_a_journal_pysyncobj_wrote_is_migrated_once(tmp_path):
     again = _create_journal(str(tmp_path / JOURNAL_FILE))  # nothing left to migrate: opens as is
     assert len(again) == 5
     again._destroy()
+
+
+def test_snapshots_keep_the_journal_bounded_and_a_restart_keeps_everything(nodes):
+    logs = nodes.cluster(3, compact_after=100)
+    leader = next(log for log in logs if log.status().role == "leader")
+    for n in range(600):
+        leader.submit(ConfigSet(key=f"k{n % 50}", value=n), timeout=5)
+    for log in logs:
+        nodes.wait_for(lambda log=log: log.journal_length() <= 200, 10, f"compaction to shorten {log}'s journal")
+    assert all((nodes.root / name / "raft.snapshot").exists() for name in ("n1", "n2", "n3"))
+    before = leader.state()
+    addrs = [log.status().self_addr for log in logs]
+    for log in logs:
+        log.close()
+    again = [nodes.start(addr, [a for a in addrs if a != addr], f"n{i}", compact_after=100)
+             for i, addr in enumerate(addrs, start=1)]
+    nodes.wait_for(lambda: any(log.status().role == "leader" for log in again), 10, "a leader after the restart")
+    for log in again:
+        nodes.wait_for(lambda log=log: log.state().revision == before.revision, 10, f"{log} to replay everything")
+        assert log.state().config == before.config

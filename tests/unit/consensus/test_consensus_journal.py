@@ -113,3 +113,25 @@ def test_the_file_starts_with_the_magic_and_is_private(tmp_path):
     DurableJournal(path)._destroy()
     assert path.read_bytes() == MAGIC
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_the_snapshot_is_made_durable_before_entries_leave_the_journal(tmp_path, monkeypatch):
+    snapshot = tmp_path / "raft.snapshot"
+    snapshot.write_bytes(b"state up to entry 3")
+    journal = DurableJournal(tmp_path / "raft.wal", snapshot=snapshot)
+    for i in range(1, 6):
+        journal.add(b"c", i, 1)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    journal.deleteEntriesTo(3)
+    assert synced[0] == str(snapshot) and synced[1] == str(tmp_path)  # before the journal is rewritten
+    synced.clear()
+    journal.clear()
+    assert synced[:2] == [str(snapshot), str(tmp_path)]
+    journal._destroy()
