@@ -13,6 +13,7 @@ SUITES = {
     "membership": "bench.membership_curve",
     "failure-detection": "bench.failure_detection",
     "starvation": "bench.starvation",
+    "failover": "bench.failover",
 }
 
 
