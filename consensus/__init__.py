@@ -2,6 +2,7 @@
 
 ``apply(state, command)`` is the pure state machine over ``ClusterState``;
 commands travel as versioned msgpack (``encode_command`` / ``decode_command``).
+Task leases and fencing tokens are explained in ``consensus.leases``.
 ``Log`` is the port the mesh talks to: ``RaftLog`` runs it on pysyncobj,
 ``MemoryLog`` is the in-memory twin for tests and the simulator.
 """
@@ -9,17 +10,26 @@ commands travel as versioned msgpack (``encode_command`` / ``decode_command``).
 from .commands import (
     COMMAND_VERSION,
     Command,
+    ConfigCas,
+    ConfigDelete,
     ConfigGet,
+    ConfigList,
     ConfigSet,
     MemberAdd,
     MemberRemove,
     ModelRegister,
     PeerAdmit,
     PeerRevoke,
+    TaskAcquire,
+    TaskCheck,
+    TaskList,
+    TaskRelease,
+    TaskRenew,
     decode_command,
     encode_command,
 )
 from .errors import ConsensusError, ConsensusUnavailable
+from .leases import Fence
 from .log import Log, RaftStatus
 from .machine import Refusal, apply
 from .memory import MemoryLog
@@ -29,6 +39,7 @@ from .state import (
     ClusterState,
     ConfigEntry,
     ModelRecord,
+    TaskLease,
     decode_state,
     encode_state,
 )
@@ -38,11 +49,15 @@ __all__ = [
     "AdmittedPeer",
     "ClusterState",
     "Command",
+    "ConfigCas",
+    "ConfigDelete",
     "ConfigEntry",
     "ConfigGet",
+    "ConfigList",
     "ConfigSet",
     "ConsensusError",
     "ConsensusUnavailable",
+    "Fence",
     "Log",
     "MemberAdd",
     "MemberRemove",
@@ -54,6 +69,12 @@ __all__ = [
     "RaftLog",
     "RaftStatus",
     "Refusal",
+    "TaskAcquire",
+    "TaskCheck",
+    "TaskLease",
+    "TaskList",
+    "TaskRelease",
+    "TaskRenew",
     "apply",
     "decode_command",
     "decode_state",

@@ -148,3 +148,29 @@ def check_timeout(value: Any, *, allow_zero: bool) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise LocalProtocolError(f"consensus: timeout must be {bound} seconds, got {value!r}")
     return float(value)
+
+
+MAX_REQUEST_CHARS = 64
+
+
+def check_request(value: Any) -> str:
+    """``value`` as a request id: a str of at most ``MAX_REQUEST_CHARS`` printable characters, may be empty."""
+    if not isinstance(value, str) or len(value) > MAX_REQUEST_CHARS or not value.isprintable():
+        raise LocalProtocolError(
+            f"consensus: a request id must be a str of at most {MAX_REQUEST_CHARS} printable characters, "
+            f"got {value!r:.80}"
+        )
+    return value
+
+
+MAX_SECONDS = 1e12  # about 31,700 years of Unix time: far past any real clock, still exact in a float
+
+
+def check_seconds(value: Any, what: str, *, positive: bool = False, maximum: float = MAX_SECONDS) -> float:
+    """``value`` as finite seconds in ``[0, maximum]`` (``(0, maximum]`` when ``positive``), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LocalProtocolError(f"consensus: {what} must be finite seconds, got {value!r:.40}")
+    if value < 0 or (positive and value == 0) or value > maximum:
+        low = "above 0" if positive else "at least 0"
+        raise LocalProtocolError(f"consensus: {what} must be {low} and at most {maximum:g} seconds, got {value!r}")
+    return float(value)

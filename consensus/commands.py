@@ -8,11 +8,23 @@ Wire format, version 1: one msgpack map per command, with exactly these keys::
 
     {"v": 1, "t": "config.set",     "key": str, "value": <plain data>}
     {"v": 1, "t": "config.get",     "key": str}
+    {"v": 1, "t": "config.cas",     "key": str, "expected_revision": int, "value": <plain data>,
+                                    "request": str}
+    {"v": 1, "t": "config.delete",  "key": str}
+    {"v": 1, "t": "config.list",    "prefix": str}
     {"v": 1, "t": "model.register", "record": {name, sha256, size, inputs, outputs, origin}}
     {"v": 1, "t": "member.add",     "peer_id": str, "raft_addr": "host:port"}
     {"v": 1, "t": "member.remove",  "peer_id": str}
     {"v": 1, "t": "peer.admit",     "peer_id": str, "name": str, "members": {peer_id: name}}
     {"v": 1, "t": "peer.revoke",    "peer_id": str, "members": {peer_id: name}}
+    {"v": 1, "t": "task.acquire",   "task": str, "holder": str, "lease": float, "now": float}
+    {"v": 1, "t": "task.renew",     "task": str, "holder": str, "token": int, "lease": float, "now": float}
+    {"v": 1, "t": "task.release",   "task": str, "holder": str, "token": int, "now": float}
+    {"v": 1, "t": "task.check",     "task": str, "token": int, "now": float}
+    {"v": 1, "t": "task.list"}
+
+``now`` is Unix seconds stamped by the voter that submits the command (never
+read inside ``apply``); ``consensus.leases`` explains how leases use it.
 
 Decoding is strict: an unknown type, another version, a missing or extra key
 or a badly typed field raises ``RemoteProtocolError``. Unknown commands are
@@ -22,6 +34,8 @@ by an older one.
 Every command must stay idempotent in effect (applying it twice leaves the
 same settings, models and members; only ``revision`` moves): the Raft adapter
 retries a write whose outcome it could not learn, so a write may apply twice.
+A compare-and-set that meets its own earlier write (same ``request`` id) reports
+it as swapped (see ``consensus.machine``); a task holder re-acquiring its live lease keeps its token.
 """
 
 from __future__ import annotations
@@ -36,10 +50,14 @@ import msgpack
 from crdt.errors import LocalProtocolError, RemoteProtocolError
 
 from ._checks import (
+    MAX_KEY_CHARS,
     check_addr,
+    check_count,
     check_key,
     check_name,
     check_peer_id,
+    check_request,
+    check_seconds,
     plain_copy,
     wire_errors,
 )
@@ -73,6 +91,149 @@ class ConfigGet:
 
     def __post_init__(self) -> None:
         check_key(self.key, "config key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigCas:
+    """Set ``key`` to ``value`` only if its entry is at ``expected_revision`` (0: the key must not exist).
+
+    A failed compare is an answer, not a refusal: the result says ``swapped``
+    False and carries the current entry, so the caller can retry. ``request``
+    is a unique id of this call (the mesh picks a random one), so that the same
+    command applied twice recognises its own write.
+    """
+
+    TYPE: ClassVar[str] = "config.cas"
+    key: str
+    expected_revision: int
+    value: Any
+    request: str = ""
+
+    def __post_init__(self) -> None:
+        check_key(self.key, "config key")
+        check_count(self.expected_revision, "expected revision")
+        check_request(self.request)
+        object.__setattr__(self, "value", plain_copy(self.value, f"value of config key {self.key!r}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigDelete:
+    """Remove mesh setting ``key`` (a no-op write when it is not set)."""
+
+    TYPE: ClassVar[str] = "config.delete"
+    key: str
+
+    def __post_init__(self) -> None:
+        check_key(self.key, "config key")
+
+
+def check_prefix(value: Any) -> str:
+    """``value`` as a key prefix: a str of at most ``MAX_KEY_CHARS`` characters, may be empty."""
+    if not isinstance(value, str) or len(value) > MAX_KEY_CHARS:
+        raise LocalProtocolError(
+            f"consensus: a key prefix must be a str of at most {MAX_KEY_CHARS} characters, got {value!r:.80}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigList:
+    """Read every setting whose key starts with ``prefix`` through the log (linearizable)."""
+
+    TYPE: ClassVar[str] = "config.list"
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+
+# The longest lease one command may ask for: a holder renews long before this.
+MAX_LEASE = 86_400.0
+
+
+def _check_now(command: Any) -> None:
+    object.__setattr__(command, "now", check_seconds(command.now, "command time (now)"))
+
+
+def _check_lease(command: Any) -> None:
+    object.__setattr__(
+        command, "lease", check_seconds(command.lease, "lease", positive=True, maximum=MAX_LEASE)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAcquire:
+    """Take ``task`` for ``holder`` for ``lease`` seconds, unless someone else holds a live lease."""
+
+    TYPE: ClassVar[str] = "task.acquire"
+    task: str
+    holder: str
+    lease: float
+    now: float
+
+    def __post_init__(self) -> None:
+        check_key(self.task, "task name")
+        check_key(self.holder, "task holder")
+        _check_lease(self)
+        _check_now(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRenew:
+    """Extend ``holder``'s live lease on ``task`` (the one fenced by ``token``) to ``lease`` seconds from now."""
+
+    TYPE: ClassVar[str] = "task.renew"
+    task: str
+    holder: str
+    token: int
+    lease: float
+    now: float
+
+    def __post_init__(self) -> None:
+        check_key(self.task, "task name")
+        check_key(self.holder, "task holder")
+        check_count(self.token, "fencing token")
+        _check_lease(self)
+        _check_now(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRelease:
+    """Give ``task`` up, if ``holder`` still holds it under ``token``."""
+
+    TYPE: ClassVar[str] = "task.release"
+    task: str
+    holder: str
+    token: int
+    now: float
+
+    def __post_init__(self) -> None:
+        check_key(self.task, "task name")
+        check_key(self.holder, "task holder")
+        check_count(self.token, "fencing token")
+        _check_now(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCheck:
+    """Read whether ``token`` is the live fencing token of ``task`` (through the log)."""
+
+    TYPE: ClassVar[str] = "task.check"
+    task: str
+    token: int
+    now: float
+
+    def __post_init__(self) -> None:
+        check_key(self.task, "task name")
+        check_count(self.token, "fencing token")
+        _check_now(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskList:
+    """Read every task lease through the log (linearizable)."""
+
+    TYPE: ClassVar[str] = "task.list"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,9 +327,22 @@ class PeerRevoke:
         object.__setattr__(self, "members", _check_members(self.members))
 
 
-Command = Union[ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke]
-COMMANDS = (ConfigSet, ConfigGet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke)
-WRITES = (ConfigSet, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke)
+Command = Union[
+    ConfigSet, ConfigGet, ConfigCas, ConfigDelete, ConfigList, ModelRegister, MemberAdd, MemberRemove,
+    PeerAdmit, PeerRevoke, TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList,
+]
+COMMANDS = (
+    ConfigSet, ConfigGet, ConfigCas, ConfigDelete, ConfigList, ModelRegister, MemberAdd, MemberRemove,
+    PeerAdmit, PeerRevoke, TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList,
+)
+WRITES = (
+    ConfigSet, ConfigCas, ConfigDelete, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke,
+    TaskAcquire, TaskRenew, TaskRelease,
+)
+# Reads change nothing: a node may answer them from its own applied state (a stale read).
+READS = (ConfigGet, ConfigList, TaskCheck, TaskList)
+# Commands that carry the submitting voter's clock in ``now``.
+TIMED = (TaskAcquire, TaskRenew, TaskRelease, TaskCheck)
 
 
 def _fields(command: Command) -> dict:
@@ -188,11 +362,19 @@ def _model_register(record: Any) -> ModelRegister:
 _DECODERS: dict[str, tuple[frozenset[str], Callable[..., Command]]] = {
     ConfigSet.TYPE: (frozenset({"key", "value"}), ConfigSet),
     ConfigGet.TYPE: (frozenset({"key"}), ConfigGet),
+    ConfigCas.TYPE: (frozenset({"key", "expected_revision", "value", "request"}), ConfigCas),
+    ConfigDelete.TYPE: (frozenset({"key"}), ConfigDelete),
+    ConfigList.TYPE: (frozenset({"prefix"}), ConfigList),
     ModelRegister.TYPE: (frozenset({"record"}), _model_register),
     MemberAdd.TYPE: (frozenset({"peer_id", "raft_addr"}), MemberAdd),
     MemberRemove.TYPE: (frozenset({"peer_id"}), MemberRemove),
     PeerAdmit.TYPE: (frozenset({"peer_id", "name", "members"}), PeerAdmit),
     PeerRevoke.TYPE: (frozenset({"peer_id", "members"}), PeerRevoke),
+    TaskAcquire.TYPE: (frozenset({"task", "holder", "lease", "now"}), TaskAcquire),
+    TaskRenew.TYPE: (frozenset({"task", "holder", "token", "lease", "now"}), TaskRenew),
+    TaskRelease.TYPE: (frozenset({"task", "holder", "token", "now"}), TaskRelease),
+    TaskCheck.TYPE: (frozenset({"task", "token", "now"}), TaskCheck),
+    TaskList.TYPE: (frozenset(), TaskList),
 }
 
 

@@ -52,6 +52,10 @@ class Log(Protocol):
         """This node's Raft role, leader, term and log positions."""
         ...
 
+    def state_age(self) -> float | None:
+        """Seconds since this node's applied state was last known current (for stale reads); None if never."""
+        ...
+
     def add_voter(self, addr: str, timeout: float) -> None:
         """Make the node at Raft address ``addr`` a voter; raises ``ConsensusUnavailable`` on failure."""
         ...

@@ -19,13 +19,36 @@ command         result                                               revision
 ==============  ===================================================  =====================
 ConfigSet       ``{"key", "value", "revision"}``                     +1
 ConfigGet       ``{"value", "revision"}`` of the entry, or ``None``  unchanged
+ConfigCas       ``{"key", "swapped", "exists", "value",``           +1 if swapped, else
+                ``"entry_revision", "revision"}``                    unchanged
+ConfigDelete    ``{"key", "deleted", "revision"}``                   +1
+ConfigList      ``{"revision", "entries": [{key, value,``            unchanged
+                ``revision}]}`` sorted by key
 ModelRegister   ``{"name", "sha256", "revision"}``                   +1 (refused: unchanged)
 MemberAdd       ``{"peer_id", "raft_addr", "replaced", "revision"}`` +1
 MemberRemove    ``{"peer_id", "removed", "revision"}``               +1
 PeerAdmit       ``{"peer_id", "name", "revoked", "changed",``        +1
                 ``"also_admitted", "revision"}``
 PeerRevoke      the same, ``revoked`` True                           +1 (refused: unchanged)
+TaskAcquire     the lease (``task, holder, token, acquired_at,``    +1 if acquired
+                ``expires_at``) + ``acquired``, ``revision``
+TaskRenew       the lease + ``renewed``, ``revision``                +1 if renewed
+TaskRelease     the lease + ``released``, ``revision``               +1 if released
+TaskCheck       the live lease + ``valid``, ``checked_token``        unchanged
+TaskList        ``{"revision", "clock", "fence", "tasks": [...]}``  unchanged
 ==============  ===================================================  =====================
+
+Compare-and-set (etcd's ``txn`` with a ``mod_revision`` compare): ``ConfigCas``
+swaps when the key's entry is at ``expected_revision``, or, with 0, when the
+key does not exist. Otherwise it is an answer, not a refusal: ``swapped``
+False, the current entry, nothing written. A CAS applied twice (the Raft
+adapter retried it) finds the entry it wrote itself, marked with its
+``request`` id, and reports ``swapped`` again without writing. Only a
+non-empty id counts, so two callers sending equal commands never both win (a
+lost update for a counter). Not covered: a retry that lands after a later
+write replaced the entry reports ``swapped`` False although the first copy
+swapped; closing that needs per-client sessions (Raft thesis §6.3). Task
+commands are in ``consensus.leases``, with their theory of operation.
 
 The admitted-peer list (``state.admitted``). Empty: an open mesh, anyone with
 the mesh key may join. The first ``PeerAdmit`` or ``PeerRevoke`` turns it on,
@@ -38,8 +61,10 @@ re-admit anyone. A revoke that would leave no peer admitted is refused: every
 node would then refuse every other.
 
 ``revision`` moves by exactly one per write that is not refused, including
-writes that change nothing (re-setting a value, removing an absent member):
-it counts accepted writes, like etcd's revision counts puts.
+writes that change nothing (re-setting a value, removing an absent member),
+except a compare that fails (a CAS that does not swap, a task held by another,
+a stale token): that is an answer, writes nothing and leaves ``revision``
+alone. It counts accepted writes, like etcd's revision counts puts.
 """
 
 from __future__ import annotations
@@ -52,14 +77,24 @@ from crdt.errors import LocalProtocolError
 from ._checks import check_addr, check_key, check_name, check_peer_id, is_peer_id
 from .commands import (
     Command,
+    ConfigCas,
+    ConfigDelete,
     ConfigGet,
+    ConfigList,
     ConfigSet,
     MemberAdd,
     MemberRemove,
     ModelRegister,
     PeerAdmit,
     PeerRevoke,
+    TaskAcquire,
+    TaskCheck,
+    TaskList,
+    TaskRelease,
+    TaskRenew,
+    check_prefix,
 )
+from .leases import apply_task
 from .state import AdmittedPeer, ClusterState, ConfigEntry
 
 
@@ -93,6 +128,23 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
         entry = ConfigEntry(command.value, revision)
         new = replace(state, revision=revision, config=state.config.set(key, entry))
         return new, {"key": key, "value": entry.value, "revision": revision}
+
+    if isinstance(command, ConfigCas):
+        return _cas(state, command, revision)
+
+    if isinstance(command, ConfigDelete):
+        key = check_key(command.key, "config key")
+        new = replace(state, revision=revision, config=state.config.delete(key))
+        return new, {"key": key, "deleted": key in state.config, "revision": revision}
+
+    if isinstance(command, ConfigList):
+        prefix = check_prefix(command.prefix)
+        keys = sorted(k for k in state.config if k.startswith(prefix))
+        entries = [{"key": k, **state.config[k].to_dict()} for k in keys]
+        return state, {"revision": state.revision, "entries": entries}
+
+    if isinstance(command, (TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList)):
+        return apply_task(state, command)
 
     if isinstance(command, ModelRegister):
         record = command.record
@@ -128,6 +180,23 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
         return _admission(state, command, revision)
 
     return state, Refusal(f"consensus: unknown command {type(command).__name__}; refused")
+
+
+def _cas(state: ClusterState, command: ConfigCas, revision: int) -> tuple[ClusterState, Any]:
+    key = check_key(command.key, "config key")
+    current = state.config.get(key)
+    at = 0 if current is None else current.revision
+    if at == command.expected_revision:
+        entry = ConfigEntry(command.value, revision, command.request)
+        new = replace(state, revision=revision, config=state.config.set(key, entry))
+        return new, {"key": key, "swapped": True, "exists": True, "value": entry.value,
+                     "entry_revision": revision, "revision": revision}
+    # Its own write, applied once already (a retried submit): report the swap again.
+    again = current is not None and command.request != "" and current.request == command.request
+    return state, {
+        "key": key, "swapped": again, "exists": current is not None,
+        "value": None if current is None else current.value, "entry_revision": at, "revision": state.revision,
+    }
 
 
 def _admission(state: ClusterState, command: PeerAdmit | PeerRevoke, revision: int) -> tuple[ClusterState, Any]:

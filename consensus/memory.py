@@ -6,6 +6,8 @@ log would refuse is refused here too) and applied with the real ``apply``.
 ``set_quorum(False)`` makes it behave like a node cut off from the majority:
 every write and membership change raises ``ConsensusUnavailable`` and the
 state stays put until ``set_quorum(True)``, which starts a new term.
+``state_age()`` is 0 with quorum and counts on ``clock`` (a callable, monotonic
+seconds; pass a fake one in tests) from the moment the quorum was lost.
 
 Use it to unit-test callers of the ``Log`` port and in the simulator.
 """
@@ -13,6 +15,7 @@ Use it to unit-test callers of the ``Log`` port and in the simulator.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 from crdt.errors import LocalProtocolError
@@ -34,12 +37,15 @@ class MemoryLog:
         *,
         state: ClusterState | None = None,
         on_applied: Callable[[ClusterState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._self_addr = check_addr(self_addr, "self raft address")
         self._state = ClusterState() if state is None else state
         self._on_applied = on_applied
         self._voters = {self._self_addr}
         self._quorum = True
+        self._clock = clock
+        self._lost_at = 0.0
         self._term = 1
         self._index = 1  # like pysyncobj, entry 1 is the first leader's no-op
         self._closed = False
@@ -51,6 +57,8 @@ class MemoryLog:
         with self._lock:
             if available and not self._quorum:
                 self._term += 1
+            if not available and self._quorum:
+                self._lost_at = self._clock()
             self._quorum = bool(available)
 
     def submit(self, command: Command, timeout: float) -> Any:
@@ -86,6 +94,11 @@ class MemoryLog:
                 voters=sorted(self._voters),
                 self_addr=self._self_addr,
             )
+
+    def state_age(self) -> float:
+        """0 while it has quorum; else the seconds on ``clock`` since it lost it."""
+        with self._lock:
+            return 0.0 if self._quorum else max(self._clock() - self._lost_at, 0.0)
 
     def add_voter(self, addr: str, timeout: float) -> None:
         """Add ``addr`` to the voters (a membership entry in the log)."""

@@ -247,6 +247,8 @@ class _DurableTransport(TCPTransport):
 class _RaftNode(SyncObj):
     """SyncObj that also saves the commit index when it stops."""
 
+    leader_contact: float | None = None  # monotonic time a follower last heard its leader
+
     def _doDestroy(self) -> None:
         # journal.py writes the commit index once a second; save it on a clean stop
         # so a restarted node replays every entry it knew to be committed.
@@ -254,6 +256,16 @@ class _RaftNode(SyncObj):
         if journal is not None:
             journal.onOneSecondTimer()
         super()._doDestroy()
+
+    def _onMessageReceived(self, node, message):
+        # Hearing the leader (append_entries of the current term, heartbeats included)
+        # is when a follower's state was last known current: the age of a stale read.
+        if (
+            isinstance(message, dict) and message.get("type") == "append_entries"
+            and message.get("term", -1) >= self._syncObj.raftCurrentTerm
+        ):
+            self._syncObj.leader_contact = time.monotonic()
+        return super()._onMessageReceived(node, message)
 
 
 class RaftLog:
@@ -355,6 +367,26 @@ class RaftLog:
             voters=self._voters(),
             self_addr=self._self_addr,
         )
+
+    def state_age(self) -> float | None:
+        """Seconds since this node's applied state was last known current; None if never.
+
+        A follower counts from the last message it had from its leader; a leader
+        from the moment a majority (itself included) last answered it; a lone
+        voter that leads is always current. Without a leader the age grows.
+        """
+        now = time.monotonic()
+        if self._role == "leader":
+            others = self._node.otherNodes
+            if not others:
+                return 0.0
+            responses = getattr(self._node, "_SyncObj__lastResponseTime", {})
+            times = sorted((responses.get(n, 0.0) for n in others), reverse=True)
+            needed = (len(others) + 1) // 2  # answers besides our own that make a majority
+            contact = times[needed - 1] if needed else now
+            return max(now - contact, 0.0) if contact else None
+        contact = self._node.leader_contact
+        return None if contact is None else max(now - contact, 0.0)
 
     def add_voter(self, addr: str, timeout: float) -> None:
         """Add the node at ``addr`` as a voter, waiting until the change commits.

@@ -9,7 +9,9 @@ sees one whole revision.
 it into its full-dump file on log compaction and sends it to followers that
 fell behind the compacted log): versioned msgpack, like the commands. Version 2
 added the admitted-peer list; version 1 snapshots (written before it) still
-read, as a state with the list off.
+read, as a state with the list off. Version 3 added task leases (``tasks``,
+``fence``, ``clock``) and each config entry's ``request``; older snapshots
+read with no tasks, fence 0, clock 0 and ``request`` "".
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from ._checks import (
     check_key,
     check_name,
     check_peer_id,
+    check_request,
+    check_seconds,
     plain_copy,
     wire_errors,
 )
 
-STATE_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # 1: before the admitted-peer list
+STATE_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)  # 1: before the admitted-peer list; 2: before task leases
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -93,14 +97,20 @@ def _frozen_map(value: Mapping) -> Mapping:
 
 @dataclass(frozen=True, slots=True)
 class ConfigEntry:
-    """One mesh setting: its value and the cluster revision that wrote it."""
+    """One mesh setting: its value, the cluster revision that wrote it, and the CAS request that did.
+
+    ``request`` is the id a ``ConfigCas`` carried ("" for other writes); it lets
+    a retried compare-and-set recognise its own write.
+    """
 
     value: Any
     revision: int
+    request: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", plain_copy(self.value, "config value"))
         check_count(self.revision, "config revision")
+        check_request(self.request)
 
     def to_dict(self) -> dict:
         """``{"value", "revision"}``, what a ``ConfigGet`` returns."""
@@ -190,6 +200,34 @@ class AdmittedPeer:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLease:
+    """Who holds a task: the holder, its fencing token and the lease, in cluster-clock seconds.
+
+    See ``consensus.leases`` for what a lease and a token guarantee.
+    """
+
+    holder: str
+    token: int
+    acquired_at: float
+    expires_at: float
+
+    def __post_init__(self) -> None:
+        check_key(self.holder, "task holder")
+        check_count(self.token, "fencing token")
+        object.__setattr__(self, "acquired_at", check_seconds(self.acquired_at, "task acquired_at"))
+        object.__setattr__(self, "expires_at", check_seconds(self.expires_at, "task expires_at"))
+
+    def live_at(self, now: float) -> bool:
+        """Whether the lease still runs at cluster time ``now``."""
+        return now < self.expires_at
+
+    def to_wire(self) -> dict:
+        """``{"holder", "token", "acquired_at", "expires_at"}``."""
+        return {"holder": self.holder, "token": self.token, "acquired_at": self.acquired_at,
+                "expires_at": self.expires_at}
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterState:
     """Everything the voters agree on, at one revision.
 
@@ -199,7 +237,10 @@ class ClusterState:
     ``admitted`` is the admitted-peer list (peer id -> ``AdmittedPeer``): empty
     means an open mesh (anyone holding the mesh key may join); once it has an
     entry it is enforced, and it never turns off again by itself.
-    The mappings are read-only views.
+    ``tasks`` maps a task name to its ``TaskLease``; ``fence`` is the last
+    fencing token handed out (tokens come from this one counter, so they only
+    grow); ``clock`` is the cluster clock, the largest command time any task
+    write carried (``consensus.leases``). The mappings are read-only views.
     """
 
     revision: int = 0
@@ -207,10 +248,15 @@ class ClusterState:
     models: Mapping[str, ModelRecord] = field(default_factory=dict)
     members: Mapping[str, str] = field(default_factory=dict)
     admitted: Mapping[str, AdmittedPeer] = field(default_factory=dict)
+    tasks: Mapping[str, TaskLease] = field(default_factory=dict)
+    fence: int = 0
+    clock: float = 0.0
 
     def __post_init__(self) -> None:
         check_count(self.revision, "cluster revision")
-        for name in ("config", "models", "members", "admitted"):
+        check_count(self.fence, "fencing counter")
+        object.__setattr__(self, "clock", check_seconds(self.clock, "cluster clock"))
+        for name in ("config", "models", "members", "admitted", "tasks"):
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
 
     @property
@@ -227,15 +273,19 @@ class ClusterState:
 
 
 def encode_state(state: ClusterState) -> bytes:
-    """The snapshot bytes of ``state`` (versioned msgpack)."""
+    """The snapshot bytes of ``state`` (versioned msgpack, keys sorted: equal states give equal bytes)."""
     return msgpack.packb(
         {
             "v": STATE_VERSION,
             "revision": state.revision,
-            "config": {k: e.to_dict() for k, e in state.config.items()},
-            "models": {k: r.to_wire() for k, r in state.models.items()},
-            "members": dict(state.members),
-            "admitted": {p: e.to_wire() for p, e in state.admitted.items()},
+            # Sorted: a HAMT iterates in hash order, which differs between processes.
+            "config": {k: {**e.to_dict(), "request": e.request} for k, e in sorted(state.config.items())},
+            "models": {k: r.to_wire() for k, r in sorted(state.models.items())},
+            "members": dict(sorted(state.members.items())),
+            "admitted": {p: e.to_wire() for p, e in sorted(state.admitted.items())},
+            "tasks": {t: lease.to_wire() for t, lease in sorted(state.tasks.items())},
+            "fence": state.fence,
+            "clock": state.clock,
         },
         use_bin_type=True,
     )
@@ -253,18 +303,22 @@ def decode_state(data: bytes) -> ClusterState:
             f"consensus: snapshot version must be one of {list(_READABLE_VERSIONS)}, got "
             f"{version if isinstance(raw, dict) else type(raw).__name__!r}"
         )
-    maps = ("config", "models", "members") + (("admitted",) if version >= 2 else ())
-    if set(raw) != {"v", "revision", *maps}:
+    maps = ("config", "models", "members") + (("admitted",) if version >= 2 else ()) + (
+        ("tasks",) if version >= 3 else ()
+    )
+    scalars = ("fence", "clock") if version >= 3 else ()
+    if set(raw) != {"v", "revision", *maps, *scalars}:
         raise RemoteProtocolError(f"consensus: snapshot version {version} has the wrong fields {sorted(raw)}")
     if not all(isinstance(raw[k], dict) for k in maps):
         raise RemoteProtocolError(f"consensus: snapshot {', '.join(maps)} must be maps")
     with wire_errors("snapshot"):
         config = {}
+        entry_fields = {"value", "revision"} | ({"request"} if version >= 3 else set())
         for key, entry in raw["config"].items():
             check_key(key, "config key")
-            if not isinstance(entry, dict) or set(entry) != {"value", "revision"}:
-                raise LocalProtocolError(f"consensus: config entry {key!r} must be {{value, revision}}")
-            config[key] = ConfigEntry(entry["value"], entry["revision"])
+            if not isinstance(entry, dict) or set(entry) != entry_fields:
+                raise LocalProtocolError(f"consensus: config entry {key!r} must be {{{', '.join(sorted(entry_fields))}}}")
+            config[key] = ConfigEntry(entry["value"], entry["revision"], entry.get("request", ""))
         models = {}
         for name, record in raw["models"].items():
             models[name] = ModelRecord.from_wire(record)
@@ -279,6 +333,15 @@ def decode_state(data: bytes) -> ClusterState:
             if not isinstance(entry, dict) or set(entry) != {"name", "revoked", "revision"}:
                 raise LocalProtocolError(f"consensus: admitted entry {peer!r} must be {{name, revoked, revision}}")
             admitted[peer] = AdmittedPeer(entry["name"], entry["revoked"], entry["revision"])
+        tasks = {}
+        for task, lease in raw.get("tasks", {}).items():
+            check_key(task, "task name")
+            if not isinstance(lease, dict) or set(lease) != {"holder", "token", "acquired_at", "expires_at"}:
+                raise LocalProtocolError(
+                    f"consensus: task {task!r} must be {{holder, token, acquired_at, expires_at}}"
+                )
+            tasks[task] = TaskLease(**lease)
         return ClusterState(
-            revision=raw["revision"], config=config, models=models, members=members, admitted=admitted
+            revision=raw["revision"], config=config, models=models, members=members, admitted=admitted,
+            tasks=tasks, fence=raw.get("fence", 0), clock=raw.get("clock", 0.0),
         )

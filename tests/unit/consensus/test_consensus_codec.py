@@ -93,7 +93,7 @@ MALFORMED = {
     "version-2": pack(v=2, t="config.get", key="k"),
     "version-true": pack(v=True, t="config.get", key="k"),
     "version-float": pack(v=1.0, t="config.get", key="k"),
-    "unknown-type": pack(v=1, t="config.delete", key="k"),
+    "unknown-type": pack(v=1, t="config.truncate", key="k"),
     "no-type": pack(v=1, key="k"),
     "missing-field": pack(v=1, t="config.set", key="k"),
     "extra-field": pack(v=1, t="config.get", key="k", ttl=5),

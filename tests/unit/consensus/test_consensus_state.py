@@ -51,6 +51,8 @@ def test_public_api_is_pinned():
             "ConsensusError", "ConsensusUnavailable", "Log", "MemberAdd", "MemberRemove", "MemoryLog",
             "ModelRecord", "ModelRegister", "PeerAdmit", "PeerRevoke", "RaftLog", "RaftStatus", "Refusal", "apply",
             "decode_command", "decode_state", "encode_command", "encode_state",
+            "ConfigCas", "ConfigDelete", "ConfigList", "Fence", "TaskAcquire", "TaskCheck", "TaskLease",
+            "TaskList", "TaskRelease", "TaskRenew",
         ]
     )
 
