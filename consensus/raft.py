@@ -237,11 +237,31 @@ class _DurableTransport(TCPTransport):
     count: every committed entry is durable on a majority (Raft §5.3, §5.4).
     """
 
+    def _onIncomingMessageReceived(self, conn, message):  # noqa: N802 (pysyncobj's name)
+        # Beyond the password: no utility commands (syncobj_admin's add/remove/status, which
+        # anyone holding the password could send) and no read-only observers. A connection
+        # must name a voter; pysyncobj hangs up on unknown names itself.
+        if conn.sendRandKey and (isinstance(message, list) or message == "readonly"):
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
     def send(self, node, message):
         journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
         if isinstance(journal, DurableJournal):
             journal.sync()
         return super().send(node, message)
+
+    def _onMessageReceived(self, node, message):
+        # Hearing the leader (append_entries of the current term, heartbeats included)
+        # is when a follower's state was last known current: the age of a stale read.
+        if (
+            isinstance(message, dict) and message.get("type") == "append_entries"
+            and message.get("term", -1) >= self._syncObj.raftCurrentTerm
+        ):
+            self._syncObj.leader_contact = time.monotonic()
+        return super()._onMessageReceived(node, message)
 
 
 class _RaftNode(SyncObj):
@@ -256,16 +276,6 @@ class _RaftNode(SyncObj):
         if journal is not None:
             journal.onOneSecondTimer()
         super()._doDestroy()
-
-    def _onMessageReceived(self, node, message):
-        # Hearing the leader (append_entries of the current term, heartbeats included)
-        # is when a follower's state was last known current: the age of a stale read.
-        if (
-            isinstance(message, dict) and message.get("type") == "append_entries"
-            and message.get("term", -1) >= self._syncObj.raftCurrentTerm
-        ):
-            self._syncObj.leader_contact = time.monotonic()
-        return super()._onMessageReceived(node, message)
 
 
 class RaftLog:

@@ -95,3 +95,20 @@ def test_snapshots_keep_the_journal_bounded_and_a_restart_keeps_everything(nodes
     for log in again:
         nodes.wait_for(lambda log=log: log.state().revision == before.revision, 10, f"{log} to replay everything")
         assert log.state().config == before.config
+
+
+def test_utility_commands_and_read_only_observers_are_refused_even_with_the_password(nodes):
+    """Holding the password (a revoked member may) must not allow syncobj_admin's add/remove/status."""
+    import pytest
+    from pysyncobj.utility import TcpUtility, UtilityException
+
+    from conftest import PASSWORD
+
+    logs = nodes.cluster(2)
+    voters = logs[0].status().voters
+    for command in (["status"], ["add", nodes.free_addr()], ["remove", voters[1]]):
+        with pytest.raises(UtilityException):
+            TcpUtility(PASSWORD, timeout=2).executeCommand(voters[0], command)
+    assert logs[0].status().voters == voters
+    leader = next(log for log in logs if log.status().role == "leader")
+    leader.submit(ConfigSet(key="still", value="fine"), timeout=5)
