@@ -386,17 +386,17 @@ class RaftLog:
         voter that leads is always current. Without a leader the age grows.
         """
         now = time.monotonic()
-        if self._role == "leader":
-            others = self._node.otherNodes
-            if not others:
-                return 0.0
-            responses = getattr(self._node, "_SyncObj__lastResponseTime", {})
-            times = sorted((responses.get(n, 0.0) for n in others), reverse=True)
-            needed = (len(others) + 1) // 2  # answers besides our own that make a majority
-            contact = times[needed - 1] if needed else now
-            return max(now - contact, 0.0) if contact else None
-        contact = self._node.leader_contact
+        contact = self._majority_contact() if self._role == "leader" else self._node.leader_contact
         return None if contact is None else max(now - contact, 0.0)
+
+    def _majority_contact(self) -> float:
+        """When a leader last heard from a majority (itself included), in monotonic seconds."""
+        others = self._node.otherNodes
+        if not others:
+            return time.monotonic()  # a lone voter is its own majority
+        responses = getattr(self._node, "_SyncObj__lastResponseTime", {})
+        times = sorted((responses.get(n, 0.0) for n in others), reverse=True)
+        return times[(len(others) + 1) // 2 - 1]  # answers besides its own that make a majority
 
     def add_voter(self, addr: str, timeout: float) -> None:
         """Add the node at ``addr`` as a voter, waiting until the change commits.
@@ -523,6 +523,9 @@ class RaftLog:
         return journal.syncs if isinstance(journal, DurableJournal) else 0
 
     def _on_state_changed(self, old: int, new: int) -> None:
+        if old == _RAFT_STATE.LEADER and getattr(self, "_node", None) is not None:
+            # A leader that steps down was last current when a majority last answered it.
+            self._node.leader_contact = self._majority_contact()
         self._role = _ROLES.get(new, "follower")
 
     def _voters(self) -> list[str]:

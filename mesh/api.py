@@ -8,12 +8,17 @@ tensors as msgpack.
 
 Errors: a ``MeshError`` becomes ``{"error": "<one line>"}`` with 400 (bad
 request), 404 (unknown thing) or 503 (the mesh cannot do it right now); the
-node keeps running.
+node keeps running. ``/config/watch`` streams one JSON object per line
+(NDJSON), with an empty line every few seconds so a client can tell a quiet
+watch from a dead one; an error after the stream started arrives as a last
+``{"error": …}`` line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from consensus import ConsensusError, ConsensusUnavailable
@@ -69,6 +74,51 @@ def _field(body: dict, name: str, kind: type = str) -> Any:
     return value
 
 
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter: 1/true/yes, or absent/0/false/no."""
+    raw = request.query_params.get(name, "0").lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise MeshError(f"api: query parameter {name!r} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
+def _number(request: Request, name: str, kind: type, default: Any = None) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise MeshError(f"api: query parameter {name!r} must be a {kind.__name__}, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise MeshError(f"api: query parameter {name!r} must be a finite number >= 0, got {raw!r}")
+    return value
+
+
+def _int_field(body: dict, name: str) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MeshError(f"api: field {name!r} must be an int")
+    return value
+
+
+def _seconds_field(body: dict, name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MeshError(f"api: field {name!r} must be a number of seconds")
+    return float(value)
+
+
+def _holder(body: dict) -> str | None:
+    holder = body.get("holder")
+    if holder is not None and not isinstance(holder, str):
+        raise MeshError("api: field 'holder' must be a str")
+    return holder or None
+
+
+WATCH_HEARTBEAT = 5.0  # seconds between keep-alive lines of a quiet watch
+
+
 def build_app(node: "Node") -> Starlette:
     """The ASGI app for one node."""
 
@@ -93,10 +143,78 @@ def build_app(node: "Node") -> Starlette:
 
     async def config_get(request: Request):
         key = request.query_params.get("key", "")
-        entry = await node.config.entry(key)
+        entry = await node.config.entry(key, stale=_flag(request, "stale"))
         if entry is None:
             return JSONResponse({"error": f"config: key {key!r} is not set"}, status_code=404)
         return JSONResponse({"key": key, **entry})
+
+    async def config_cas(request: Request):
+        body = await _json(request)
+        if "value" not in body:
+            raise MeshError("api: field 'value' is required")
+        return JSONResponse(await node.config.cas(
+            _field(body, "key"), body["value"], _int_field(body, "expected_revision")
+        ))
+
+    async def config_delete(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.config.delete(_field(body, "key")))
+
+    async def config_list(request: Request):
+        prefix = request.query_params.get("prefix", "")
+        return JSONResponse(await node.config.list(prefix, stale=_flag(request, "stale")))
+
+    async def config_watch(request: Request):
+        key, prefix = request.query_params.get("key"), request.query_params.get("prefix")
+        if (key is None) == (prefix is None):
+            raise MeshError("api: /config/watch takes key=K or prefix=P")
+        count = _number(request, "count", int, 0)
+        timeout = _number(request, "timeout", float, None)
+        deadline = trio.current_time() + (math.inf if timeout is None else timeout)
+
+        async def lines():
+            sent = 0
+            try:
+                async for event in node.config._watch(key, prefix, heartbeat=WATCH_HEARTBEAT, deadline=deadline):
+                    if event is None:
+                        yield b"\n"
+                        continue
+                    yield json.dumps(event).encode() + b"\n"
+                    sent += 1
+                    if count and sent >= count:
+                        return
+            except MeshError as exc:
+                yield json.dumps({"error": str(exc)}).encode() + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    async def tasks_list(request: Request):
+        return JSONResponse(await node.tasks.list(stale=_flag(request, "stale")))
+
+    async def tasks_acquire(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.tasks.acquire(
+            _field(body, "task"), _seconds_field(body, "lease"), holder=_holder(body)
+        ))
+
+    async def tasks_renew(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.tasks.renew(
+            _field(body, "task"), _int_field(body, "token"), _seconds_field(body, "lease"), holder=_holder(body)
+        ))
+
+    async def tasks_release(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.tasks.release(
+            _field(body, "task"), _int_field(body, "token"), holder=_holder(body)
+        ))
+
+    async def tasks_check(request: Request):
+        task = request.query_params.get("task", "")
+        token = _number(request, "token", int, None)
+        if token is None:
+            raise MeshError("api: /tasks/check needs token=N")
+        return JSONResponse(await node.tasks.check(task, token, stale=_flag(request, "stale")))
 
     async def admit(request: Request):
         body = await _json(request)
@@ -162,6 +280,15 @@ def build_app(node: "Node") -> Starlette:
         Route("/peers", guarded(peers)),
         Route("/config/set", guarded(config_set), methods=["POST"]),
         Route("/config/get", guarded(config_get)),
+        Route("/config/cas", guarded(config_cas), methods=["POST"]),
+        Route("/config/delete", guarded(config_delete), methods=["POST"]),
+        Route("/config/list", guarded(config_list)),
+        Route("/config/watch", guarded(config_watch)),
+        Route("/tasks", guarded(tasks_list)),
+        Route("/tasks/acquire", guarded(tasks_acquire), methods=["POST"]),
+        Route("/tasks/renew", guarded(tasks_renew), methods=["POST"]),
+        Route("/tasks/release", guarded(tasks_release), methods=["POST"]),
+        Route("/tasks/check", guarded(tasks_check)),
         Route("/admit", guarded(admit), methods=["POST"]),
         Route("/revoke", guarded(revoke), methods=["POST"]),
         Route("/admitted", guarded(admitted)),

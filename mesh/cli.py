@@ -291,14 +291,217 @@ def config_set(key: str, value: str, data_dir: Path, as_json: bool) -> None:
     emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])} (revision {d['revision']})")
 
 
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _stale_note(doc: dict, as_json: bool) -> None:
+    """For a stale read, say on stderr where it was read and how old it may be (stdout stays the data)."""
+    if as_json or not doc.get("stale"):
+        return
+    age = doc.get("age_s")
+    how_old = "its age is unknown (it never heard a leader)" if age is None else f"{age:.3f} s old"
+    click.echo(f"(stale read on {doc.get('read_on')}: {how_old})", err=True)
+
+
+def _stale_flag(fn: Callable) -> Callable:
+    return click.option("--stale", is_flag=True,
+                        help="Read this node's applied state: works without a majority, may be old (age shown).")(fn)
+
+
+def _unless(ok: bool, doc: dict, as_json: bool, message: str) -> None:
+    """Exit 1 when a compare failed: the JSON document still goes to stdout, the reason to stderr."""
+    if ok:
+        return
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, default=str))
+    fail(message)
+
+
 @config.command("get")
+@click.argument("key")
+@_stale_flag
+@data_dir_option
+@reports_errors
+def config_get(key: str, stale: bool, data_dir: Path, as_json: bool) -> None:
+    """Read KEY (linearizable: through the Raft log; --stale: this node's applied state)."""
+    doc = client_for(data_dir).get("/config/get", key=key, stale=int(stale))
+    emit(doc, as_json, lambda d: _shown(d["value"]))
+    _stale_note(doc, as_json)
+
+
+@config.command("cas")
+@click.argument("key")
+@click.argument("value")
+@click.option("--expect", "expected", type=click.IntRange(min=0), required=True,
+              help="The revision KEY's entry must be at (see `config get --json`); 0: KEY must not exist.")
+@data_dir_option
+@reports_errors
+def config_cas(key: str, value: str, expected: int, data_dir: Path, as_json: bool) -> None:
+    """Set KEY = VALUE only if KEY is at revision --expect (compare-and-set); exit 1 if it is not."""
+    doc = client_for(data_dir).post("/config/cas", {"key": key, "value": parse_value(value),
+                                                    "expected_revision": expected})
+    now = "does not exist" if not doc["exists"] else (
+        f"is at revision {doc['entry_revision']} = {json.dumps(doc['value'])}")
+    _unless(doc["swapped"], doc, as_json,
+            f"config: compare-and-set of {key!r} did not swap: it {now}, not at revision {expected}; "
+            "read it again and retry")
+    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])} (revision {d['entry_revision']})")
+
+
+@config.command("delete")
 @click.argument("key")
 @data_dir_option
 @reports_errors
-def config_get(key: str, data_dir: Path, as_json: bool) -> None:
-    """Read KEY (linearizable: through the Raft log)."""
-    doc = client_for(data_dir).get("/config/get", key=key)
-    emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
+def config_delete(key: str, data_dir: Path, as_json: bool) -> None:
+    """Remove KEY (through Raft); not an error if it was not set."""
+    doc = client_for(data_dir).post("/config/delete", {"key": key})
+    emit(doc, as_json, lambda d: f"{'deleted' if d['deleted'] else 'was not set:'} {d['key']} "
+                                 f"(revision {d['revision']})")
+
+
+@config.command("list")
+@click.argument("prefix", default="")
+@_stale_flag
+@data_dir_option
+@reports_errors
+def config_list(prefix: str, stale: bool, data_dir: Path, as_json: bool) -> None:
+    """List the settings whose key starts with PREFIX (all without one)."""
+    doc = client_for(data_dir).get("/config/list", prefix=prefix, stale=int(stale))
+    rows = [dict(e, value=json.dumps(e["value"])) for e in doc["entries"]]
+    emit(doc, as_json, lambda _: table(rows, [("key", "KEY"), ("value", "VALUE"), ("revision", "REVISION")]))
+    _stale_note(doc, as_json)
+
+
+@config.command("watch")
+@click.argument("key", required=False)
+@click.option("--prefix", help="Watch every key starting with this prefix instead of one KEY.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many changes.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@data_dir_option
+@reports_errors
+def config_watch(key: str | None, prefix: str | None, count: int | None, timeout: float | None,
+                 data_dir: Path, as_json: bool) -> None:
+    """Print changes to KEY (or under --prefix) as this node applies them, until Ctrl-C, --count or --timeout.
+
+    Each change is one line: KEY = VALUE (revision R), or KEY deleted. With
+    --json, one JSON object per line. Writes closer together than the node's
+    look at its state (50 ms on a voter) may show as one change.
+    """
+    if (key is None) == (prefix is None):
+        raise click.UsageError("give a KEY or --prefix P (not both)")
+    params: dict[str, Any] = {"key": key} if key is not None else {"prefix": prefix}
+    if count:
+        params["count"] = count
+    if timeout is not None:
+        params["timeout"] = timeout
+    try:
+        for event in client_for(data_dir).stream("/config/watch", **params):
+            if as_json:
+                click.echo(json.dumps(event))
+            elif event["deleted"]:
+                click.echo(f"{event['key']} deleted (revision {event['revision']})")
+            else:
+                click.echo(f"{event['key']} = {json.dumps(event['value'])} (revision {event['revision']})")
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends
+
+
+# -- tasks -------------------------------------------------------------------------
+
+
+def _left(d: dict) -> str:
+    left = d.get("lease_left_s")
+    return "-" if left is None else ("expired" if left <= 0 else f"{left:.1f} s")
+
+
+@main.command()
+@_stale_flag
+@data_dir_option
+@reports_errors
+def tasks(stale: bool, data_dir: Path, as_json: bool) -> None:
+    """List task assignments: holder, fencing token and lease left."""
+    doc = client_for(data_dir).get("/tasks", stale=int(stale))
+    rows = [dict(t, left=_left(t)) for t in doc["tasks"]]
+    emit(doc, as_json, lambda _: table(rows, [("task", "TASK"), ("holder", "HOLDER"), ("token", "TOKEN"),
+                                              ("left", "LEASE LEFT")]))
+    _stale_note(doc, as_json)
+
+
+@main.group()
+def task() -> None:
+    """Take, keep and give back tasks: leases with fencing tokens, agreed through Raft."""
+
+
+def _holder_option(fn: Callable) -> Callable:
+    return click.option("--holder", help="Who holds the task (default: this node's peer id).")(fn)
+
+
+def _lease_option(fn: Callable) -> Callable:
+    return click.option("--lease", type=click.FloatRange(min=0, min_open=True, max=86400), default=30.0,
+                        show_default=True, help="Lease length in seconds.")(fn)
+
+
+def _held(d: dict) -> str:
+    return f"{d['task']} held by {d['holder']} with token {d['token']}, lease left {_left(d)}"
+
+
+@task.command("acquire")
+@click.argument("name")
+@_lease_option
+@_holder_option
+@data_dir_option
+@reports_errors
+def task_acquire(name: str, lease: float, holder: str | None, data_dir: Path, as_json: bool) -> None:
+    """Take task NAME for --lease seconds; prints the fencing token. Exit 1 if someone else holds it."""
+    doc = client_for(data_dir).post("/tasks/acquire", {"task": name, "lease": lease, "holder": holder})
+    _unless(doc["acquired"], doc, as_json, f"tasks: {_held(doc)}; retry once it is released or expires")
+    emit(doc, as_json, lambda d: f"acquired {_held(d)}")
+
+
+@task.command("renew")
+@click.argument("name")
+@click.argument("token", type=click.IntRange(min=0))
+@_lease_option
+@_holder_option
+@data_dir_option
+@reports_errors
+def task_renew(name: str, token: int, lease: float, holder: str | None, data_dir: Path, as_json: bool) -> None:
+    """Extend the lease on NAME held under TOKEN. Exit 1 if it was lost (expired or taken)."""
+    doc = client_for(data_dir).post("/tasks/renew", {"task": name, "token": token, "lease": lease,
+                                                     "holder": holder})
+    now = _held(doc) if doc["holder"] else f"{name} is free"
+    _unless(doc["renewed"], doc, as_json, f"tasks: lease with token {token} is lost ({now}); acquire it again")
+    emit(doc, as_json, lambda d: f"renewed {_held(d)}")
+
+
+@task.command("release")
+@click.argument("name")
+@click.argument("token", type=click.IntRange(min=0))
+@_holder_option
+@data_dir_option
+@reports_errors
+def task_release(name: str, token: int, holder: str | None, data_dir: Path, as_json: bool) -> None:
+    """Give NAME back if it is still held under TOKEN. Exit 1 if it was not."""
+    doc = client_for(data_dir).post("/tasks/release", {"task": name, "token": token, "holder": holder})
+    now = _held(doc) if doc["holder"] else f"{name} is free"
+    _unless(doc["released"], doc, as_json, f"tasks: nothing released: token {token} does not hold it ({now})")
+    emit(doc, as_json, lambda d: f"released {name} (revision {d['revision']})")
+
+
+@task.command("check")
+@click.argument("name")
+@click.argument("token", type=click.IntRange(min=0))
+@_stale_flag
+@data_dir_option
+@reports_errors
+def task_check(name: str, token: int, stale: bool, data_dir: Path, as_json: bool) -> None:
+    """Whether TOKEN is NAME's live fencing token. Exit 1 if not (a holder that lost its lease)."""
+    doc = client_for(data_dir).get("/tasks/check", task=name, token=token, stale=int(stale))
+    now = _held(doc) if doc["holder"] else f"{name} is free"
+    _unless(doc["valid"], doc, as_json, f"tasks: token {token} is not live ({now})")
+    emit(doc, as_json, lambda d: f"valid: {_held(d)}")
+    _stale_note(doc, as_json)
 
 
 # -- admitted peers ----------------------------------------------------------------

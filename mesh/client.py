@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,20 @@ class Client:
 
     def _request(self, method: str, path: str, *, body: bytes | None = None,
                  content_type: str = "application/json") -> tuple[bytes, str]:
+        with self._open(method, path, body=body, content_type=content_type) as resp:
+            try:
+                return resp.read(), resp.headers.get("Content-Type", "")
+            except (ConnectionError, TimeoutError) as exc:
+                raise ClientError(f"client: the node in {self.data_dir} did not answer in full ({exc}); "
+                                  "is it overloaded or stopping?") from None
+
+    def _open(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/json"):
+        """The open HTTP response; failures to connect or error statuses raise ``ClientError``."""
         req = urllib.request.Request(self.base + path, data=body, method=method)
         if body is not None:
             req.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.read(), resp.headers.get("Content-Type", "")
+            return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             payload = exc.read()
             try:
@@ -67,6 +76,24 @@ class Client:
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
         data, _ = self._request("GET", path + query)
         return json.loads(data)
+
+    def stream(self, path: str, **params: str) -> Iterator[Any]:
+        """GET a stream of JSON documents, one per line (empty keep-alive lines are skipped)."""
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        with self._open("GET", path + query) as resp:
+            while True:
+                try:
+                    line = resp.readline()
+                except (TimeoutError, ConnectionError, OSError) as exc:
+                    raise ClientError(f"client: the node in {self.data_dir} stopped answering ({exc})") from None
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                doc = json.loads(line)
+                if isinstance(doc, dict) and set(doc) == {"error"}:
+                    raise ClientError(doc["error"])
+                yield doc
 
     def post(self, path: str, body: dict) -> Any:
         """POST a JSON object, return the JSON answer."""

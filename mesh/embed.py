@@ -7,6 +7,11 @@ call to that loop and waits for the answer (from asyncio, wrap calls in
     with BackgroundNode(Config.load("~/.meshnode")) as node:
         node.state.put("kitchen/temp", 21.5)
         print(node.config.get("mode"))
+        print(node.config.get("mode", stale=True))      # without a majority too
+        token = node.tasks.acquire("nightly-backup", 30.0)["token"]
+
+``config.watch`` is an async iterator and has no blocking twin; use
+``config.changes(key, count=..., timeout=...)``, which waits and returns a list.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ class _Proxy:
         self._owner, self._part = owner, part
 
     def __getattr__(self, name: str):
-        def call(*args: Any) -> Any:
-            return self._owner._call(lambda node: getattr(getattr(node, self._part), name)(*args))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._owner._call(lambda node: getattr(getattr(node, self._part), name)(*args, **kwargs))
 
         return call
 
@@ -57,6 +62,7 @@ class BackgroundNode:
         self.peer_id: str = self._node.peer_id
         self.state = _Proxy(self, "state")
         self.config = _Proxy(self, "config")
+        self.tasks = _Proxy(self, "tasks")
 
     def _thread_main(self) -> None:
         from .node import Node

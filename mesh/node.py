@@ -33,8 +33,6 @@ import numpy as np
 import trio
 
 from consensus import (
-    ConfigGet,
-    ConfigSet,
     ConsensusError,
     MemberAdd,
     ModelRecord,
@@ -54,6 +52,7 @@ from inference import (
 
 from .admission import Admission
 from .api import serve_api as serve_api_task
+from .cluster_config import ClusterConfig, ClusterTasks, on_raft_read, stamp
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
@@ -90,26 +89,6 @@ class InferResult:
     offloaded: bool
 
 
-class ClusterConfig:
-    """``node.config``: the Raft-replicated key/value settings of the mesh."""
-
-    def __init__(self, node: "Node") -> None:
-        self._node = node
-
-    async def set(self, key: str, value: Any) -> dict:
-        """Commit ``key = value`` through Raft; returns once applied."""
-        return await self._node.submit(ConfigSet(key=key, value=value))
-
-    async def get(self, key: str) -> Any:
-        """Read ``key`` through the log (linearizable); None when unset."""
-        entry = await self._node.submit(ConfigGet(key=key))
-        return None if entry is None else entry["value"]
-
-    async def entry(self, key: str) -> dict | None:
-        """``{"value", "revision"}`` for ``key``, read through the log."""
-        return await self._node.submit(ConfigGet(key=key))
-
-
 class Node:
     """A running meshnode. Create it with ``async with Node.start(config) as node``."""
 
@@ -136,6 +115,7 @@ class Node:
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
         self.state = state
         self.config = ClusterConfig(self)
+        self.tasks = ClusterTasks(self)
         self.runtime = Runtime(
             providers=config.inference.providers or None,
             shared_thread_pool=config.inference.shared_thread_pool,
@@ -715,6 +695,7 @@ class Node:
         """Commit a command through Raft (here, or through a voter) and return its result."""
         timeout = timeout or self.settings.raft.write_timeout
         if self.raft is not None:
+            command = stamp(command)  # task commands carry a voter's clock (consensus/leases.py)
             return await trio.to_thread.run_sync(
                 self.raft.submit, command, timeout, abandon_on_cancel=True, limiter=self._raft_calls
             )
@@ -941,6 +922,7 @@ class Node:
         route("raft.join", self._on_raft_join)
         route("raft.add", self._on_raft_add)
         route("raft.submit", self._on_raft_submit)
+        route("raft.read", lambda peer, body: on_raft_read(self, peer, body))
         route("raft.models", self._on_raft_models)
         route("raft.admitted", self.admission.on_raft_admitted)
         route("model.fetch", self.models.on_fetch)
