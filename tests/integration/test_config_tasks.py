@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 def cli(node, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run a client verb against ``node``."""
-    return subprocess.run(meshnode_cmd(*args, "-d", str(node.data_dir)), capture_output=True, text=True,
+    return subprocess.run(meshnode_cmd(*args, "-d", str(node.data_dir)), capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
