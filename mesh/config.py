@@ -47,6 +47,16 @@ class RaftSettings(_Section):
     port: int = Field(0, ge=0, le=65535, description="TCP port of pysyncobj's own channel; 0 = pick at init")
     voters: Literal[3, 5] = Field(3, description="how many voters the mesh keeps; the rest forward")
     write_timeout: float = Field(3.0, gt=0, le=60, description="seconds a write may wait for a majority")
+    replace_after: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="seconds a voter must stay dead (failure detector's verdict, or gone) before the leader "
+        "replaces it with the best non-voting node. Long enough that a restart or a short network blip does "
+        "not cost a membership change (each change briefly lowers fault tolerance and a replaced node must "
+        "catch up), short enough that a lost machine does not leave the mesh one failure from no majority "
+        "for long. A graceful stop hands over its vote at once and does not wait for this",
+    )
 
 
 class InferenceSettings(_Section):

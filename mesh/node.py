@@ -15,6 +15,12 @@ voter to two cannot commit anything until the new voter runs, hence this
 order). Once the mesh has ``raft.voters`` voters, later nodes do not vote and
 send their commands to a voter over the mesh. Only voters advertise a Raft
 address, so requests are never forwarded in circles.
+
+Who votes is decided by the voter planner (``mesh/voters.py``) on the leader:
+it promotes the best non-voter to a free seat (``raft.promote``: start Raft
+with the voters as partners, then the leader adds it), removes a voter dead
+for ``raft.replace_after`` when a candidate can take its seat, and removes a
+voter that is stopping (``raft.leave``, sent on shutdown) at once.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import trio
 from consensus import (
     ConsensusError,
     MemberAdd,
+    MemberRemove,
     ModelRecord,
     RaftLog,
     decode_command,
@@ -63,6 +70,14 @@ from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
 from .rpc import RemoteError, RpcPlane
 from .sensors import SensorState
+from .voters import (
+    AddVoter,
+    PeerView,
+    RemoveVoter,
+    VoterPlanner,
+    ranked_candidates,
+    stale_voters,
+)
 
 log = logging.getLogger("meshnode.node")
 
@@ -71,6 +86,9 @@ JOIN_RETRY = 1.0
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 MAX_PARALLEL_DIALS = 16
 TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
+VOTER_TICK = 0.5  # seconds between the leader's looks at the voter set (mesh/voters.py)
+HANDOVER_LIMIT = 3.0  # seconds a stopping voter spends handing over its vote before it just leaves
+PROMOTE_TIMEOUT = 10.0  # seconds a candidate has to start Raft when the leader promotes it
 
 
 def raft_password(psk_hex: str) -> str:
@@ -136,6 +154,9 @@ class Node:
         self._advert_now = trio.Event()  # set when our advert changed: send it at once
         self._raft_full = False
         self._raft_added = False
+        self._raft_opening = trio.Lock()  # a promotion and a join must not both start Raft
+        self._stopping = False  # handing over the vote: never start Raft again in this process
+        self.voter_planner = VoterPlanner(target=config.raft.voters, replace_after=config.raft.replace_after)
         self.started_at = time.time()
         self.api_addr = ""
         self.link_port = 0  # direct-link port (0: links off); see mesh/link.py
@@ -182,6 +203,10 @@ class Node:
                         try:
                             yield node
                         finally:
+                            # A voter hands over its vote first (bounded: then it just leaves).
+                            with trio.CancelScope(shield=True), trio.move_on_after(HANDOVER_LIMIT):
+                                if not node.fatal:
+                                    await node._hand_over_vote()
                             # A refused twin is not the member: it says no goodbye in the member's name.
                             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                                 if not node.fatal:
@@ -213,6 +238,7 @@ class Node:
             addrs=tuple(self.host.addrs()),
             raft_addr=self.raft_addr if self.raft is not None and self._raft_added else "",  # voters only
             instance=self.instance,
+            started_at=round(self.started_at, 3),
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
@@ -526,6 +552,8 @@ class Node:
         saved = self._membership_file()
         if saved.exists():
             doc = json.loads(saved.read_text())
+            if doc.get("left"):
+                return  # handed over its vote when it last stopped: it joins like a new node
             await self._open_raft(doc["partners"], added=doc.get("added", True))
         elif not self.settings.join:
             await self._open_raft([], added=True)
@@ -545,6 +573,7 @@ class Node:
         self._save_membership(partners)
         self._advert_now.set()  # tell peers we run Raft now
         self._nursery.start_soon(self._raft_membership_loop)
+        self._nursery.start_soon(self._voter_loop, self.raft)
 
     def _save_membership(self, partners: list[str]) -> None:
         saved = (sorted(partners), self._raft_added)
@@ -597,8 +626,10 @@ class Node:
                 return
             # Not a member yet: voters hang up on addresses they do not know, so a node
             # running pysyncobj before it is added cannot disturb the cluster.
-            self._raft_added = False
-            await self._open_raft(reply["partners"], added=False)  # its membership loop asks to be added
+            async with self._raft_opening:
+                if self.raft is None and not self._stopping:  # not promoted meanwhile, not stopping
+                    self._raft_added = False
+                    await self._open_raft(reply["partners"], added=False)  # its membership loop asks to be added
             return
 
     async def _request_add(self) -> None:
@@ -661,6 +692,11 @@ class Node:
         voters = self.raft.status().voters
         if addr not in voters and len(voters) >= self.settings.raft.voters:
             return {"partners": None}
+        if addr not in voters:
+            # A free seat goes to the best candidate (mesh/voters.py); the leader promotes it.
+            best = ranked_candidates(self._peer_views(trio.current_time()), self._voter_owners().values())
+            if best and best[0].peer_id != peer:
+                return {"partners": None}
         return {"partners": [v for v in voters if v != addr]}
 
     async def _on_raft_add(self, peer: str, body: Any) -> dict:
@@ -670,10 +706,7 @@ class Node:
             raise MeshError("consensus: this node does not vote; ask a voter")
         status = self.raft.status()
         if status.role != "leader":
-            leader = self.peers.by_raft_addr(status.leader) if status.leader else None
-            if leader is None:
-                raise MeshError("consensus: no leader to add a voter right now; retrying")
-            return await self.rpc.call(leader.descriptor.peer_id, "raft.add", {**body, "hops": hops + 1}, timeout=10)
+            return await self._to_leader("raft.add", body, hops, "add a voter")
         async with self._join_lock:
             # One change at a time (pysyncobj refuses overlapping membership changes).
             voters = self.raft.status().voters
@@ -683,6 +716,176 @@ class Node:
                 await trio.to_thread.run_sync(self.raft.add_voter, addr, 8.0)
                 log.info("raft: added %s (%s) as a voter", addr, peer)
             return {"voters": [v for v in self.raft.status().voters if v != addr]}
+
+    async def _to_leader(self, method: str, body: dict, hops: int, what: str) -> Any:
+        """Forward a membership request to the leader this voter knows (one hop at most)."""
+        status = self.raft.status() if self.raft is not None else None
+        leader = self.peers.by_raft_addr(status.leader) if status is not None and status.leader else None
+        if leader is None:
+            raise MeshError(f"consensus: no leader to {what} right now; retrying")
+        return await self.rpc.call(leader.descriptor.peer_id, method, {**body, "hops": hops + 1}, timeout=10)
+
+    # -- voters that organize themselves (mesh/voters.py decides; this only carries out) ---
+
+    def _peer_views(self, now: float) -> list[PeerView]:
+        return [
+            PeerView(peer_id=d.peer_id, tier=d.tier, state=rec.state(now), started_at=d.started_at,
+                     raft_addr=d.raft_addr, admitted=self.admission.admits(d.peer_id))
+            for rec in self.peers.records() if (d := rec.descriptor)
+        ]
+
+    def _voter_owners(self) -> dict[str, str]:
+        """Raft address -> peer id, from adverts and from the members recorded in Raft (which win)."""
+        owners = {r.descriptor.raft_addr: r.descriptor.peer_id for r in self.peers.records() if r.descriptor.raft_addr}
+        owners[self.raft_addr] = self.peer_id
+        if self.raft is not None:
+            owners.update({addr: peer for peer, addr in self.raft.state().members.items()})
+        return owners
+
+    async def _voter_loop(self, raft: RaftLog) -> None:
+        """On the leader: ask the voter planner for one change, carry it out, repeat."""
+        while self.raft is raft:
+            try:
+                if self._raft_added and raft.status().role == "leader":
+                    async with self._join_lock:  # one membership change at a time, like raft.add
+                        await self._plan_voters(raft)
+            except MeshError as exc:
+                log.info("raft: voter planning: %s; will retry", exc)
+            await trio.sleep(VOTER_TICK)
+
+    async def _plan_voters(self, raft: RaftLog) -> AddVoter | RemoveVoter | None:
+        """One planning step (call with ``_join_lock`` held); returns the change carried out."""
+        now = trio.current_time()
+        status, views = raft.status(), self._peer_views(now)
+        for peer in stale_voters(status.voters, views):
+            self._nursery.start_soon(self._tell_removed, peer, list(status.voters))
+        change = self.voter_planner.plan(
+            self_addr=self.raft_addr, voters=status.voters, owners=self._voter_owners(), peers=views, now=now
+        )
+        if isinstance(change, RemoveVoter):
+            await trio.to_thread.run_sync(raft.remove_voter, change.addr, 8.0)
+            log.info("raft: removed voter %s (%s): %s", change.addr, change.peer_id or "unknown peer", change.reason)
+            if change.peer_id:
+                await self.submit(MemberRemove(peer_id=change.peer_id), timeout=3)
+        elif isinstance(change, AddVoter):
+            try:
+                # The candidate starts pysyncobj with the voters as partners first (see RaftLog).
+                reply = await self.rpc.call(change.peer_id, "raft.promote", {"partners": list(status.voters)},
+                                            timeout=PROMOTE_TIMEOUT)
+                addr = reply.get("raft_addr") if isinstance(reply, dict) else None
+                if not isinstance(addr, str) or not addr:
+                    raise RemoteProtocolError(f"mesh: malformed raft.promote reply from {change.peer_id}")
+                await trio.to_thread.run_sync(raft.add_voter, addr, 8.0)
+            except MeshError as exc:
+                self.voter_planner.failed(change.peer_id, trio.current_time())
+                log.warning("raft: promoting %s to voter failed: %s; trying others first", change.peer_id, exc)
+                return None
+            log.info("raft: added voter %s (%s): %s", addr, change.peer_id, change.reason)
+        return change
+
+    async def _tell_removed(self, peer: str, voters: list[str]) -> None:
+        with trio.move_on_after(2):
+            try:
+                await self.rpc.notify(peer, "raft.removed", {"voters": voters})
+            except MeshError:
+                pass
+
+    async def _on_raft_promote(self, peer: str, body: Any) -> dict:
+        """The leader gives this node a seat: start Raft with the voters as partners (it then adds us)."""
+        partners = body.get("partners") if isinstance(body, dict) else None
+        if not (isinstance(partners, list) and 0 < len(partners) <= 16 and all(isinstance(p, str) for p in partners)):
+            raise RemoteProtocolError("mesh: raft.promote needs the list of voters")
+        rec = self.peers.get(peer)
+        if rec is None or not rec.descriptor.raft_addr:
+            raise MeshError("consensus: only a voter may promote a node")
+        if self._stopping:
+            raise MeshError("consensus: this node is stopping; promote another")
+        async with self._raft_opening:
+            if self.raft is None:
+                log.info("raft: %s gives this node a seat; starting Raft", rec.descriptor.name)
+                self._raft_full = False
+                self._raft_added = False
+                await self._open_raft(partners, added=False)  # its membership loop asks to be added too
+        return {"raft_addr": self.raft_addr}
+
+    async def _on_raft_removed(self, peer: str, body: Any) -> None:
+        """The leader says we no longer vote (removed while away): stop Raft, forward from now on."""
+        voters = body.get("voters") if isinstance(body, dict) else None
+        if not (isinstance(voters, list) and all(isinstance(v, str) for v in voters)):
+            raise RemoteProtocolError("mesh: raft.removed needs the list of voters")
+        rec = self.peers.get(peer)
+        if self.raft is None or self.raft_addr in voters or rec is None or not rec.descriptor.raft_addr:
+            return
+        log.warning("raft: %s says this node is no longer a voter (voters %s); it forwards from now on",
+                    rec.descriptor.name, voters)
+        raft, self.raft, self._raft_building = self.raft, None, None
+        self._mark_left()
+        self._raft_full = True  # the leader promotes us again when a seat is free
+        self._advert_now.set()
+        await trio.to_thread.run_sync(raft.close)
+
+    def _mark_left(self) -> None:
+        """Remember that this node gave up its vote: a restart joins afresh instead of reusing old partners."""
+        tmp = self._membership_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps({"self": self.raft_addr, "partners": [], "added": False, "left": True}))
+        tmp.replace(self._membership_file())
+        self._saved_membership = None
+
+    async def _on_raft_leave(self, peer: str, body: Any) -> dict:
+        """A voter is stopping: remove it now (on the leader; others forward), if a live majority remains."""
+        if not isinstance(body, dict) or not isinstance(body.get("raft_addr"), str):
+            raise RemoteProtocolError("mesh: raft.leave needs a raft_addr")
+        hops = body.get("hops", 0)
+        if type(hops) is not int or not 0 <= hops < 2:
+            raise MeshError("consensus: the request went through too many nodes; retry with a voter")
+        if hops == 0 and body.get("peer_id") != peer:
+            raise RemoteProtocolError("mesh: a node may only hand over its own vote")
+        addr = body["raft_addr"]
+        if self.raft is None:
+            raise MeshError("consensus: this node does not vote; ask a voter")
+        status = self.raft.status()
+        if status.role != "leader":
+            return await self._to_leader("raft.leave", body, hops, "hand over a vote")
+        if addr == self.raft_addr:
+            raise MeshError("consensus: the leader cannot remove itself; it stops its Raft first")
+        if addr not in status.voters:
+            return {"removed": True}
+        self.voter_planner.leaving(addr)
+        async with self._join_lock:
+            change = await self._plan_voters(self.raft)
+        if isinstance(change, RemoveVoter) and change.addr == addr:
+            return {"removed": True}
+        if addr not in self.raft.status().voters:
+            return {"removed": True}
+        raise MeshError(f"consensus: voter {addr} cannot be removed now without losing a live majority")
+
+    async def _hand_over_vote(self) -> None:
+        """Before stopping, a voter gets itself removed, so the others keep a majority without it."""
+        self._stopping = self._raft_full = True  # no join or promotion may start Raft again now
+        raft = self.raft
+        if raft is None or not self._raft_added or len(raft.status().voters) <= 1:
+            return
+        if raft.status().role == "leader":
+            # pysyncobj never lets a leader remove itself: stop voting, let the others elect a leader, ask it.
+            self.raft = None
+            await trio.to_thread.run_sync(raft.close)
+        body = {"peer_id": self.peer_id, "raft_addr": self.raft_addr}
+        while True:
+            for rec in self.peers.alive(trio.current_time()):
+                voter = rec.descriptor
+                if not voter.raft_addr or voter.raft_addr == self.raft_addr:
+                    continue
+                try:
+                    reply = await self.rpc.call(voter.peer_id, "raft.leave", body, timeout=HANDOVER_LIMIT)
+                except MeshError as exc:
+                    log.debug("raft: handing over the vote through %s: %s", voter.name, exc)
+                    continue
+                if isinstance(reply, dict) and reply.get("removed") is True:
+                    self.raft = None  # our membership loop stops; the log closes with the node
+                    self._mark_left()
+                    log.info("raft: handed over this node's vote before stopping")
+                    return
+            await trio.sleep(0.1)
 
     def _voter_peer(self) -> str:
         now = trio.current_time()
@@ -701,11 +904,22 @@ class Node:
             )
         try:
             reply = await self.rpc.call(
-                self._voter_peer(), "raft.submit", encode_command(command), timeout=timeout + 1
+                await self._wait_voter_peer(timeout), "raft.submit", encode_command(command), timeout=timeout + 1
             )
         except MeshError as exc:
             raise ConsensusError(str(exc)) from exc
         return reply
+
+    async def _wait_voter_peer(self, timeout: float) -> str:
+        """A voter to forward to; a node that just started (or gave up its seat) may not know one yet."""
+        deadline = trio.current_time() + timeout
+        while True:
+            try:
+                return self._voter_peer()
+            except MeshError:
+                if trio.current_time() + 0.1 > deadline:
+                    raise
+            await trio.sleep(0.1)
 
     async def _on_raft_submit(self, peer: str, body: Any) -> Any:
         if self.raft is None:
@@ -921,6 +1135,9 @@ class Node:
         route("hello", self._on_hello)
         route("raft.join", self._on_raft_join)
         route("raft.add", self._on_raft_add)
+        route("raft.promote", self._on_raft_promote)
+        route("raft.leave", self._on_raft_leave)
+        route_note("raft.removed", self._on_raft_removed)
         route("raft.submit", self._on_raft_submit)
         route("raft.read", lambda peer, body: on_raft_read(self, peer, body))
         route("raft.models", self._on_raft_models)

@@ -41,6 +41,7 @@ from .config import TIERS
 SUSPECT_AFTER = 4.0
 CONFLICT_WINDOW = 10.0  # seconds over which two live instances of one peer id count as a duplicate
 GONE_AFTER = 15.0
+MAX_STARTED_AT = 2.0**33  # unix seconds (year 2242): a larger start time is nonsense, not a clock
 LOAD_EXPIRES_AFTER = 5.0  # seconds: an advert's load and speed older than this are not used (5 advert periods)
 
 
@@ -56,6 +57,7 @@ class Descriptor:
     addrs: tuple[str, ...] = ()
     raft_addr: str = ""
     instance: str = ""  # random per process start: two at once under one peer id = a copied identity
+    started_at: float = 0.0  # unix seconds this process started (longer-lived nodes vote first); 0 = not said
 
     def to_wire(self) -> dict:
         """Plain dict for msgpack."""
@@ -68,6 +70,7 @@ class Descriptor:
             "addrs": list(self.addrs),
             "raft_addr": self.raft_addr,
             "instance": self.instance,
+            "started_at": self.started_at,
         }
 
     @classmethod
@@ -90,6 +93,11 @@ class Descriptor:
                 raise RemoteProtocolError(f"mesh: descriptor field {key!r} must be a list of strings")
             return tuple(value)
 
+        started_at = obj.get("started_at", 0.0)  # optional: older nodes do not send it
+        if type(started_at) not in (int, float) or not (math.isfinite(started_at) and 0 <= started_at <= MAX_STARTED_AT):
+            raise RemoteProtocolError(
+                f"mesh: descriptor field 'started_at' must be unix seconds in 0..{MAX_STARTED_AT:g}"
+            )
         tier = text("tier")
         if tier not in TIERS:
             raise RemoteProtocolError(f"mesh: descriptor tier {tier!r} is not one of {', '.join(TIERS)}")
@@ -102,6 +110,7 @@ class Descriptor:
             addrs=texts("addrs"),
             raft_addr=text("raft_addr", 128, required=False),
             instance=text("instance", 64, required=False),
+            started_at=float(started_at),
         )
 
 

@@ -225,3 +225,13 @@ def test_offload_weighs_only_unexpired_figures():
     assert table.get("fast").state(later) == "alive"
     assert [c.peer for c in table.offload_candidates("m", now=later)] == ["slow"]
     assert table.offload_candidates("other-model", now=later)[0].has_model is False
+
+
+def test_descriptor_start_time_round_trips_and_is_checked():
+    d = desc("a", started_at=1_790_000_000.5)
+    assert Descriptor.from_wire(d.to_wire()) == d
+    old = {k: v for k, v in d.to_wire().items() if k != "started_at"}  # a node from before started_at
+    assert Descriptor.from_wire(old).started_at == 0.0
+    for bad in (-1, float("nan"), float("inf"), 2.0**40, "1", True, None):
+        with pytest.raises(RemoteProtocolError, match="started_at"):
+            Descriptor.from_wire({**d.to_wire(), "started_at": bad})
