@@ -621,7 +621,8 @@ class Node:
             ):
                 raise RemoteProtocolError(f"mesh: malformed raft.join reply from {rec.descriptor.name}")
             if reply.get("partners") is None:
-                log.info("raft: the mesh has its voters; this node forwards to them")
+                log.info("raft: no seat for this node now (the mesh has its voters, or a better candidate "
+                         "takes it); it forwards, and the leader promotes it when a seat is free")
                 self._raft_full = True
                 return
             # Not a member yet: voters hang up on addresses they do not know, so a node
