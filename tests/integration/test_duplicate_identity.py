@@ -30,13 +30,17 @@ def test_copied_data_dir_is_reported(tmp_path):
         text = re.sub(r"  port: \d+", f"  port: {free_port()}", text)
         (copy / "node.yaml").write_text(text)
         twin = LocalNode(name="b-copy", data_dir=copy, peer_id=b.peer_id)
-        cluster.nodes.append(twin)
         cluster.start_all()
+        cluster.wait_mesh()
+        # The copy starts later; it may be refused and exit before its API is up, so no wait_api.
+        cluster.nodes.append(twin)
+        cluster.start(twin)
         wait_for(lambda: b.peer_id in a.client().get("/status")["duplicate_peers"], 30, "a to see the duplicate")
         assert "refusing the later one" in a.log_path.read_text()
-        # The later of the twins is refused and stops with a one-line reason; the other stays.
-        wait_for(lambda: not b.running or not twin.running, 30, "the later twin to stop")
-        refused, kept = (b, twin) if not b.running else (twin, b)
+        # The later of the twins (the copy, started second) is refused and stops with a one-line
+        # reason; the original stays.
+        wait_for(lambda: not twin.running, 30, "the later twin to stop")
+        refused, kept = twin, b
         assert refused.proc.wait(5) == 1
         assert "refused as a duplicate identity" in refused.log_path.read_text()
         assert kept.running

@@ -40,6 +40,7 @@ class Nodes:
 
     root: Path
     started: list[RaftLog] = field(default_factory=list)
+    password = PASSWORD
     free_addr = staticmethod(free_addr)
     wait_for = staticmethod(wait_for)
 

@@ -102,13 +102,11 @@ def test_utility_commands_and_read_only_observers_are_refused_even_with_the_pass
     import pytest
     from pysyncobj.utility import TcpUtility, UtilityException
 
-    from conftest import PASSWORD
-
     logs = nodes.cluster(2)
     voters = logs[0].status().voters
     for command in (["status"], ["add", nodes.free_addr()], ["remove", voters[1]]):
         with pytest.raises(UtilityException):
-            TcpUtility(PASSWORD, timeout=2).executeCommand(voters[0], command)
+            TcpUtility(nodes.password, timeout=2).executeCommand(voters[0], command)
     assert logs[0].status().voters == voters
     leader = next(log for log in logs if log.status().role == "leader")
     leader.submit(ConfigSet(key="still", value="fine"), timeout=5)
