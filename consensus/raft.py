@@ -15,6 +15,10 @@ Settings, and why (``DEPENDENCY-NOTES.md``, pysyncobj section):
   its port (``tcp_connection.py``); with it, a frame that does not decrypt is
   dropped before unpickling. The port binds the node's own address, never a
   wildcard (``transport.py`` binds 0.0.0.0 when ``bindAddress`` is unset).
+  The secret can change while the node runs (``RaftKeys``): every frame is
+  encrypted with the current key and any accepted key reads it, so a mesh can
+  rotate the key without dropping a message (the rotation itself is driven
+  over the mesh, ``mesh/raft_keys.py``).
 * ``journalFile`` and ``fullDumpFile`` live in ``data_dir``: a restarted node
   keeps its log, its term and vote (in ``<journal>.meta``) and its snapshot.
   The journal is our ``DurableJournal`` (``journal.py``), not pysyncobj's
@@ -54,13 +58,20 @@ Invariants and hazards:
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import queue
+import socket
+import struct
 import threading
 import time
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import pysyncobj.syncobj
+from cryptography.fernet import Fernet, MultiFernet
 from pysyncobj import (
     _RAFT_STATE,
     FAIL_REASON,
@@ -70,6 +81,7 @@ from pysyncobj import (
     SyncObjException,
     replicated,
 )
+from pysyncobj.encryptor import getEncryptor
 from pysyncobj.journal import FileJournal
 from pysyncobj.transport import TCPTransport
 
@@ -264,10 +276,84 @@ class _DurableTransport(TCPTransport):
         return super()._onMessageReceived(node, message)
 
 
+class RaftKeys:
+    """pysyncobj's encryptor with a changeable key set: writes with the current key, reads any accepted one.
+
+    Every connection holds this one object (``transport.py`` hands
+    ``SyncObj.encryptor`` to each), so a change reaches open connections at
+    once. A frame no accepted key opens raises ``InvalidToken``, and pysyncobj
+    hangs up (``tcp_connection.py``). ``set`` runs on any thread while
+    pysyncobj's thread reads: it swaps one reference, which Python does atomically.
+    """
+
+    def __init__(self, current: str, accepted: Sequence[str] = ()) -> None:
+        self._derived: dict[str, Fernet] = {}
+        self._lock = threading.Lock()
+        self.set(current, accepted)
+
+    def set(self, current: str, accepted: Sequence[str] = ()) -> None:
+        """Encrypt with ``current`` from now on; read frames under ``current`` or any of ``accepted``."""
+        keys = [current, *(k for k in dict.fromkeys(accepted) if k != current)]
+        for key in keys:
+            if not isinstance(key, str) or not key:
+                raise LocalProtocolError("consensus: a Raft key must be a non-empty string")
+        with self._lock:
+            # Keys are derived as pysyncobj derives its password (PBKDF2, 100k rounds): slow, so once each.
+            derived = {k: self._derived.get(k) or getEncryptor(k) for k in keys}
+            self._derived = derived
+            self._keys = (current, tuple(keys))
+            self._multi = MultiFernet([derived[k] for k in keys])
+
+    def keys(self) -> tuple[str, tuple[str, ...]]:
+        """``(current, accepted)``; ``accepted`` starts with ``current``."""
+        return self._keys
+
+    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
+        """A frame under the current key (pysyncobj's ``TcpConnection.send``)."""
+        return self._multi.encrypt_at_time(data, current_time)
+
+    def extract_timestamp(self, token: bytes) -> int:
+        """The frame's timestamp, once an accepted key has verified it."""
+        return self._multi.extract_timestamp(token)
+
+    def decrypt(self, token: bytes) -> bytes:
+        """The frame's plaintext under any accepted key."""
+        return self._multi.decrypt(token)
+
+
+def raft_key_works(addr: str, key: str, timeout: float = 2.0) -> bool:
+    """Whether the Raft port at ``addr`` reads a frame under ``key`` (a probe: pysyncobj's opening key exchange).
+
+    A node answers the first frame of a connection (its half of the random
+    connection key) only when one of its accepted keys opens it; otherwise it
+    hangs up (``tcp_connection.py``). Nothing is unpickled here.
+    """
+    host, _, port = check_addr(addr).rpartition(":")
+    frame = getEncryptor(key).encrypt_at_time(zlib.compress(pickle.dumps(os.urandom(32)), 3), int(time.monotonic()))
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(struct.pack("i", len(frame)) + frame)
+            return len(sock.recv(4)) > 0  # any answer at all: a refused frame gets a hang-up
+    except OSError:  # refused, reset or timed out: no answer
+        return False
+
+
 class _RaftNode(SyncObj):
-    """SyncObj that also saves the commit index when it stops."""
+    """SyncObj that also saves the commit index when it stops, and encrypts with ``RaftKeys``."""
 
     leader_contact: float | None = None  # monotonic time a follower last heard its leader
+
+    def __init__(self, *args: Any, raft_keys: RaftKeys, **kwargs: Any) -> None:
+        self.raft_keys = raft_keys  # before SyncObj.__init__: its transport reads the encryptor
+        super().__init__(*args, **kwargs)
+
+    @property
+    def encryptor(self) -> RaftKeys:  # pysyncobj's own (from conf.password) is never used
+        """The encryptor every connection uses."""
+        return self.raft_keys
+
+    def _getEncryptor(self) -> RaftKeys:  # noqa: N802 (pysyncobj's name)
+        return self.raft_keys
 
     def _doDestroy(self) -> None:
         # journal.py writes the commit index once a second; save it on a clean stop
@@ -287,6 +373,8 @@ class RaftLog:
     ``add_voter(new_addr, ...)`` on any voter. To restart, pass the same
     ``data_dir`` and the voters as they were. ``on_applied`` is called with the
     new state after every applied write, on pysyncobj's thread: keep it short.
+    ``password`` is the key frames are encrypted with; ``accepted_keys`` are
+    further keys whose frames are read too (see ``set_raft_keys``).
     """
 
     def __init__(
@@ -298,6 +386,7 @@ class RaftLog:
         on_applied: Callable[[ClusterState], None] | None = None,
         bind_host: str | None = None,
         compact_after: int = COMPACT_AFTER,
+        accepted_keys: Sequence[str] = (),
     ) -> None:
         self._self_addr = check_addr(self_addr, "self raft address")
         partners = sorted({check_addr(p, "partner raft address") for p in partners} - {self._self_addr})
@@ -314,6 +403,7 @@ class RaftLog:
             )
         self._data_dir = Path(data_dir)
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._keys = RaftKeys(password, accepted_keys)
         self._role: Role = "follower"
         self._machine = _Machine(on_applied)
         self._closed = False
@@ -427,6 +517,18 @@ class RaftLog:
             return
         self._change_membership("remove", addr, timeout)
 
+    def raft_keys(self) -> tuple[str, tuple[str, ...]]:
+        """``(current, accepted)``: the key frames are sent under, and every key whose frames are read."""
+        return self._keys.keys()
+
+    def set_raft_keys(self, current: str, accepted: Sequence[str] = ()) -> None:
+        """Send under ``current`` from now on and read only ``current`` and ``accepted`` (open connections too).
+
+        A peer still sending under a key no longer accepted is hung up on at its
+        next frame. Deriving a new key takes ~0.1 s: call from a worker thread.
+        """
+        self._keys.set(current, accepted)
+
     def close(self) -> None:
         """Stop pysyncobj's thread, its port and the journal. Safe to call twice."""
         with self._close_lock:
@@ -445,7 +547,7 @@ class RaftLog:
         def own() -> None:
             try:
                 node = _RaftNode(self._self_addr, partners, conf, consumers=[self._machine],
-                                 transportClass=_DurableTransport)
+                                 transportClass=_DurableTransport, raft_keys=self._keys)
             except Exception as exc:
                 built.put(exc)
                 return

@@ -230,6 +230,9 @@ def build_app(node: "Node") -> Starlette:
     async def admitted(request: Request):
         return JSONResponse(await node.admitted())
 
+    async def raft_rotate_key(request: Request):
+        return JSONResponse(await node.rotate_raft_key())
+
     async def state_put(request: Request):
         body = await _json(request)
         return JSONResponse(await node.state.put(_field(body, "key"), body.get("value")))
@@ -292,6 +295,7 @@ def build_app(node: "Node") -> Starlette:
         Route("/admit", guarded(admit), methods=["POST"]),
         Route("/revoke", guarded(revoke), methods=["POST"]),
         Route("/admitted", guarded(admitted)),
+        Route("/raft/rotate-key", guarded(raft_rotate_key), methods=["POST"]),
         Route("/state/put", guarded(state_put), methods=["POST"]),
         Route("/state/get", guarded(state_get)),
         Route("/state/list", guarded(state_list)),

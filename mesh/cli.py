@@ -542,6 +542,20 @@ def revoke(peer: str, data_dir: Path, as_json: bool) -> None:
                                  f"revision {d['revision']}{_also(d)}")
 
 
+@main.group()
+def raft() -> None:
+    """Raft maintenance."""
+
+
+@raft.command("rotate-key")
+@data_dir_option
+@reports_errors
+def raft_rotate_key(data_dir: Path, as_json: bool) -> None:
+    """On the Raft leader: give Raft a new key only the voters know (done by itself after a revoke)."""
+    doc = client_for(data_dir).post("/raft/rotate-key", {})
+    emit(doc, as_json, lambda d: f"Raft key rotated: epoch {d['key_epoch']}, key {d['key_id']}")
+
+
 @main.command()
 @data_dir_option
 @reports_errors

@@ -68,6 +68,7 @@ from .membership_driver import METHOD as SWIM_METHOD
 from .membership_driver import MembershipDriver
 from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
+from .raft_keys import KeySet, RaftKeyRing
 from .rpc import RemoteError, RpcPlane
 from .sensors import SensorState
 from .voters import (
@@ -143,6 +144,7 @@ class Node:
         self._saved_membership: tuple[list[str], bool] | None = None  # built by a worker thread, closed even if we stop meanwhile
         self.raft_addr = f"{config.listen_host}:{config.raft.port}" if config.raft.port else ""
         self._raft_dir = self.data_dir / "raft"
+        self.raft_keys = RaftKeyRing(self, raft_password(self._psk))  # rotated on revokes (mesh/raft_keys.py)
         self._workers = trio.CapacityLimiter(config.inference.workers)
         self._queue = 0
         self.run_times = RunTimes()  # measured speed per model and recent latency, for our adverts
@@ -437,6 +439,8 @@ class Node:
                 "peers": known,
                 "raft": {k: v for k, v in self.raft_status().items() if k in ("leader", "term")},
             }
+            if self.raft is not None:  # voters say which Raft key set they hold; one that is behind fetches it
+                body["raft"]["keys"] = list(self.raft_keys.keys.version)
             for rec in self.peers.records():
                 peer = rec.descriptor.peer_id
                 if self.host.is_connected(peer) and admits(peer):  # a refused peer hears only why
@@ -485,6 +489,7 @@ class Node:
             leader = raft.get("leader")
             if leader is None or isinstance(leader, str):
                 self._leader_hints[peer] = (raft["term"], leader)
+            self.raft_keys.advertised(peer, raft.get("keys"))
         known = body.get("peers", [])
         if not isinstance(known, list):
             raise RemoteProtocolError("mesh: advert peers must be a list")
@@ -562,13 +567,17 @@ class Node:
         partners = [p for p in partners if p != self.raft_addr]
 
         def build() -> RaftLog:
+            keys = self.raft_keys.keys
             self._raft_building = RaftLog(
-                self.raft_addr, partners, raft_password(self._psk), self._raft_dir,
-                bind_host=self.settings.listen_host,
+                self.raft_addr, partners, keys.current, self._raft_dir,
+                bind_host=self.settings.listen_host, accepted_keys=keys.accepted,
             )
             return self._raft_building
 
         self.raft = await trio.to_thread.run_sync(build)
+        keys = self.raft_keys.keys  # a newer set may have come while it started
+        if self.raft.raft_keys() != (keys.current, keys.accepted):
+            await trio.to_thread.run_sync(self.raft.set_raft_keys, keys.current, keys.accepted)
         self._raft_added = added
         self._save_membership(partners)
         self._advert_now.set()  # tell peers we run Raft now
@@ -627,6 +636,8 @@ class Node:
                 return
             # Not a member yet: voters hang up on addresses they do not know, so a node
             # running pysyncobj before it is added cannot disturb the cluster.
+            if reply.get("keys") is not None:  # the Raft key, if the mesh rotated it (mesh/raft_keys.py)
+                await self.raft_keys.adopt(KeySet.from_wire(reply["keys"]))
             async with self._raft_opening:
                 if self.raft is None and not self._stopping:  # not promoted meanwhile, not stopping
                     self._raft_added = False
@@ -698,7 +709,7 @@ class Node:
             best = ranked_candidates(self._peer_views(trio.current_time()), self._voter_owners().values())
             if best and best[0].peer_id != peer:
                 return {"partners": None}
-        return {"partners": [v for v in voters if v != addr]}
+        return {"partners": [v for v in voters if v != addr], "keys": self.raft_keys.keys.to_wire()}
 
     async def _on_raft_add(self, peer: str, body: Any) -> dict:
         """Add a running joiner as a voter (on the leader; others forward to it)."""
@@ -750,6 +761,7 @@ class Node:
                 if self._raft_added and raft.status().role == "leader":
                     async with self._join_lock:  # one membership change at a time, like raft.add
                         await self._plan_voters(raft)
+                        await self.raft_keys.maybe_rotate(raft)  # after a revoke: a key it does not know
             except MeshError as exc:
                 log.info("raft: voter planning: %s; will retry", exc)
             await trio.sleep(VOTER_TICK)
@@ -771,8 +783,8 @@ class Node:
         elif isinstance(change, AddVoter):
             try:
                 # The candidate starts pysyncobj with the voters as partners first (see RaftLog).
-                reply = await self.rpc.call(change.peer_id, "raft.promote", {"partners": list(status.voters)},
-                                            timeout=PROMOTE_TIMEOUT)
+                body = {"partners": list(status.voters), "keys": self.raft_keys.keys.to_wire()}
+                reply = await self.rpc.call(change.peer_id, "raft.promote", body, timeout=PROMOTE_TIMEOUT)
                 addr = reply.get("raft_addr") if isinstance(reply, dict) else None
                 if not isinstance(addr, str) or not addr:
                     raise RemoteProtocolError(f"mesh: malformed raft.promote reply from {change.peer_id}")
@@ -801,6 +813,8 @@ class Node:
             raise MeshError("consensus: only a voter may promote a node")
         if self._stopping:
             raise MeshError("consensus: this node is stopping; promote another")
+        if body.get("keys") is not None:
+            await self.raft_keys.adopt(KeySet.from_wire(body["keys"]))
         async with self._raft_opening:
             if self.raft is None:
                 log.info("raft: %s gives this node a seat; starting Raft", rec.descriptor.name)
@@ -956,6 +970,7 @@ class Node:
             "term": st.term,
             "commit_index": st.commit_index,
             "voters": list(st.voters),
+            **self.raft_keys.status(),
         }
 
     async def cluster_models(self) -> dict[str, ModelRecord]:
@@ -986,6 +1001,16 @@ class Node:
     async def admitted(self) -> dict:
         """The admitted-peer list: ``{"enforced", "peers": [{peer_id, name, status, revision, connected}]}``."""
         return await self.admission.listing()
+
+    async def rotate_raft_key(self) -> dict:
+        """On the leader: give Raft a new key, known only to the voters (``mesh/raft_keys.py``); returns ``raft status``."""
+        raft = self.raft
+        if raft is None or raft.status().role != "leader":
+            leader = self.raft_status().get("leader_name") or self.raft_status().get("leader") or "unknown"
+            raise MeshError(f"consensus: only the Raft leader rotates the key; run this on the leader ({leader})")
+        async with self._join_lock:  # one membership change at a time
+            await self.raft_keys.rotate(raft)
+        return self.raft_status()
 
     # -- models ----------------------------------------------------------------------
 
@@ -1143,6 +1168,8 @@ class Node:
         route("raft.read", lambda peer, body: on_raft_read(self, peer, body))
         route("raft.models", self._on_raft_models)
         route("raft.admitted", self.admission.on_raft_admitted)
+        route("raft.key", self.raft_keys.on_raft_key)
+        route("raft.keys", self.raft_keys.on_raft_keys)
         route("model.fetch", self.models.on_fetch)
         route("infer", self._on_infer)
         route_note("advert", self._on_advert)
