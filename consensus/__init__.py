@@ -2,7 +2,8 @@
 
 ``apply(state, command)`` is the pure state machine over ``ClusterState``;
 commands travel as versioned msgpack (``encode_command`` / ``decode_command``).
-Task leases and fencing tokens are explained in ``consensus.leases``.
+Task leases and fencing tokens are explained in ``consensus.leases``, partition
+placement in ``consensus.placement``.
 ``Log`` is the port the mesh talks to: ``RaftLog`` runs it on pysyncobj,
 ``MemoryLog`` is the in-memory twin for tests and the simulator.
 """
@@ -20,6 +21,10 @@ from .commands import (
     ModelRegister,
     PeerAdmit,
     PeerRevoke,
+    PlacementClear,
+    PlacementGet,
+    PlacementList,
+    PlacementSet,
     TaskAcquire,
     TaskCheck,
     TaskList,
@@ -38,6 +43,7 @@ from .state import (
     AdmittedPeer,
     ClusterState,
     ConfigEntry,
+    ModelPlacement,
     ModelRecord,
     TaskLease,
     decode_state,
@@ -62,10 +68,15 @@ __all__ = [
     "MemberAdd",
     "MemberRemove",
     "MemoryLog",
+    "ModelPlacement",
     "ModelRecord",
     "ModelRegister",
     "PeerAdmit",
     "PeerRevoke",
+    "PlacementClear",
+    "PlacementGet",
+    "PlacementList",
+    "PlacementSet",
     "RaftLog",
     "RaftStatus",
     "Refusal",

@@ -22,6 +22,11 @@ Wire format, version 1: one msgpack map per command, with exactly these keys::
     {"v": 1, "t": "task.release",   "task": str, "holder": str, "token": int, "now": float}
     {"v": 1, "t": "task.check",     "task": str, "token": int, "now": float}
     {"v": 1, "t": "task.list"}
+    {"v": 1, "t": "placement.set",   "model": str, "partitions": [[index, [peer_id, ...]], ...],
+                                     "expected_revision": int, "request": str}
+    {"v": 1, "t": "placement.clear", "model": str}
+    {"v": 1, "t": "placement.get",   "model": str}
+    {"v": 1, "t": "placement.list"}
 
 ``now`` is Unix seconds stamped by the voter that submits the command (never
 read inside ``apply``); ``consensus.leases`` explains how leases use it.
@@ -35,7 +40,8 @@ Every command must stay idempotent in effect (applying it twice leaves the
 same settings, models and members; only ``revision`` moves): the Raft adapter
 retries a write whose outcome it could not learn, so a write may apply twice.
 A compare-and-set that meets its own earlier write (same ``request`` id) reports
-it as swapped (see ``consensus.machine``); a task holder re-acquiring its live lease keeps its token.
+it as swapped (see ``consensus.machine``); a task holder re-acquiring its live lease keeps its token;
+a ``PlacementSet`` carries a request id for the same reason (``consensus.placement``).
 """
 
 from __future__ import annotations
@@ -61,7 +67,12 @@ from ._checks import (
     plain_copy,
     wire_errors,
 )
-from .state import ModelRecord
+from .state import (
+    ModelRecord,
+    check_partitions,
+    partitions_from_wire,
+    partitions_to_wire,
+)
 
 COMMAND_VERSION = 1
 # A command is one Raft log entry, replicated to every voter and kept in every
@@ -327,20 +338,75 @@ class PeerRevoke:
         object.__setattr__(self, "members", _check_members(self.members))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacementSet:
+    """Replace ``model``'s whole placement with ``partitions`` if it is at ``expected_revision`` (0: none yet).
+
+    ``partitions`` maps a partition index (0, 1, …) to the peer ids serving it,
+    most preferred first; ``consensus.placement`` has the rules. ``request`` is
+    a unique id of this call, as for ``ConfigCas``.
+    """
+
+    TYPE: ClassVar[str] = "placement.set"
+    model: str
+    partitions: Mapping[int, tuple[str, ...]]
+    expected_revision: int
+    request: str = ""
+
+    def __post_init__(self) -> None:
+        check_key(self.model, "model name")
+        object.__setattr__(
+            self, "partitions", check_partitions(self.partitions, f"placement of {self.model!r}", allow_empty=False)
+        )
+        check_count(self.expected_revision, "expected placement revision")
+        check_request(self.request)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacementClear:
+    """Remove ``model``'s placement (a no-op write when it has none)."""
+
+    TYPE: ClassVar[str] = "placement.clear"
+    model: str
+
+    def __post_init__(self) -> None:
+        check_key(self.model, "model name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacementGet:
+    """Read ``model``'s placement through the log (linearizable)."""
+
+    TYPE: ClassVar[str] = "placement.get"
+    model: str
+
+    def __post_init__(self) -> None:
+        check_key(self.model, "model name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacementList:
+    """Read every model's placement through the log (linearizable)."""
+
+    TYPE: ClassVar[str] = "placement.list"
+
+
 Command = Union[
     ConfigSet, ConfigGet, ConfigCas, ConfigDelete, ConfigList, ModelRegister, MemberAdd, MemberRemove,
     PeerAdmit, PeerRevoke, TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList,
+    PlacementSet, PlacementClear, PlacementGet, PlacementList,
 ]
 COMMANDS = (
     ConfigSet, ConfigGet, ConfigCas, ConfigDelete, ConfigList, ModelRegister, MemberAdd, MemberRemove,
     PeerAdmit, PeerRevoke, TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList,
+    PlacementSet, PlacementClear, PlacementGet, PlacementList,
 )
 WRITES = (
     ConfigSet, ConfigCas, ConfigDelete, ModelRegister, MemberAdd, MemberRemove, PeerAdmit, PeerRevoke,
-    TaskAcquire, TaskRenew, TaskRelease,
+    TaskAcquire, TaskRenew, TaskRelease, PlacementSet, PlacementClear,
 )
 # Reads change nothing: a node may answer them from its own applied state (a stale read).
-READS = (ConfigGet, ConfigList, TaskCheck, TaskList)
+READS = (ConfigGet, ConfigList, TaskCheck, TaskList, PlacementGet, PlacementList)
 # Commands that carry the submitting voter's clock in ``now``.
 TIMED = (TaskAcquire, TaskRenew, TaskRelease, TaskCheck)
 
@@ -351,11 +417,18 @@ def _fields(command: Command) -> dict:
     out = {f.name: getattr(command, f.name) for f in fields(command)}
     if "members" in out:
         out["members"] = dict(out["members"])
+    if isinstance(command, PlacementSet):
+        out["partitions"] = partitions_to_wire(command.partitions)
     return out
 
 
 def _model_register(record: Any) -> ModelRegister:
     return ModelRegister(record=ModelRecord.from_wire(record))
+
+
+def _placement_set(model: Any, partitions: Any, expected_revision: Any, request: Any) -> PlacementSet:
+    return PlacementSet(model=model, partitions=partitions_from_wire(partitions, "placement partitions"),
+                        expected_revision=expected_revision, request=request)
 
 
 # type tag -> (fields on the wire, builder from those fields)
@@ -375,6 +448,10 @@ _DECODERS: dict[str, tuple[frozenset[str], Callable[..., Command]]] = {
     TaskRelease.TYPE: (frozenset({"task", "holder", "token", "now"}), TaskRelease),
     TaskCheck.TYPE: (frozenset({"task", "token", "now"}), TaskCheck),
     TaskList.TYPE: (frozenset(), TaskList),
+    PlacementSet.TYPE: (frozenset({"model", "partitions", "expected_revision", "request"}), _placement_set),
+    PlacementClear.TYPE: (frozenset({"model"}), PlacementClear),
+    PlacementGet.TYPE: (frozenset({"model"}), PlacementGet),
+    PlacementList.TYPE: (frozenset(), PlacementList),
 }
 
 

@@ -36,6 +36,12 @@ TaskRenew       the lease + ``renewed``, ``revision``                +1 if renew
 TaskRelease     the lease + ``released``, ``revision``               +1 if released
 TaskCheck       the live lease + ``valid``, ``checked_token``        unchanged
 TaskList        ``{"revision", "clock", "fence", "tasks": [...]}``  unchanged
+PlacementSet    ``{"model", "placement_revision", "partitions",``   +1 if swapped, else
+                ``"swapped", "exists", "revision"}``                 unchanged (refused: too)
+PlacementClear  ``{"model", "cleared", "revision"}``                 +1
+PlacementGet    ``{"model", "placement_revision", "partitions":``   unchanged
+                ``[{partition, peers}]}``, or ``None``
+PlacementList   ``{"revision", "placements": [...]}`` by model      unchanged
 ==============  ===================================================  =====================
 
 Compare-and-set (etcd's ``txn`` with a ``mod_revision`` compare): ``ConfigCas``
@@ -48,7 +54,10 @@ non-empty id counts, so two callers sending equal commands never both win (a
 lost update for a counter). Not covered: a retry that lands after a later
 write replaced the entry reports ``swapped`` False although the first copy
 swapped; closing that needs per-client sessions (Raft thesis §6.3). Task
-commands are in ``consensus.leases``, with their theory of operation.
+commands are in ``consensus.leases``, placement commands in
+``consensus.placement``, each with its theory of operation.
+``MemberRemove``, ``PeerRevoke`` and ``PeerAdmit`` also drop the peers they
+take out of the mesh from every placement (``consensus.placement``).
 
 The admitted-peer list (``state.admitted``). Empty: an open mesh, anyone with
 the mesh key may join. The first ``PeerAdmit`` or ``PeerRevoke`` turns it on,
@@ -87,6 +96,10 @@ from .commands import (
     ModelRegister,
     PeerAdmit,
     PeerRevoke,
+    PlacementClear,
+    PlacementGet,
+    PlacementList,
+    PlacementSet,
     TaskAcquire,
     TaskCheck,
     TaskList,
@@ -95,6 +108,7 @@ from .commands import (
     check_prefix,
 )
 from .leases import apply_task
+from .placement import apply_placement, drop_peers
 from .state import AdmittedPeer, ClusterState, ConfigEntry
 
 
@@ -146,6 +160,9 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
     if isinstance(command, (TaskAcquire, TaskRenew, TaskRelease, TaskCheck, TaskList)):
         return apply_task(state, command)
 
+    if isinstance(command, (PlacementSet, PlacementClear, PlacementGet, PlacementList)):
+        return apply_placement(state, command)
+
     if isinstance(command, ModelRegister):
         record = command.record
         check_key(record.name, "model name")
@@ -173,7 +190,7 @@ def _apply(state: ClusterState, command: Command) -> tuple[ClusterState, Any]:
     if isinstance(command, MemberRemove):
         peer_id = check_key(command.peer_id, "member peer id")
         members = {p: a for p, a in state.members.items() if p != peer_id}
-        new = replace(state, revision=revision, members=members)
+        new = drop_peers(replace(state, revision=revision, members=members), lambda p: p != peer_id)
         return new, {"peer_id": peer_id, "removed": peer_id in state.members, "revision": revision}
 
     if isinstance(command, (PeerAdmit, PeerRevoke)):
@@ -226,6 +243,7 @@ def _admission(state: ClusterState, command: PeerAdmit | PeerRevoke, revision: i
     changed = old is None or old.revoked != revoke or old.name != name
     admitted[peer_id] = AdmittedPeer(name, revoke, revision)
     new = replace(state, revision=revision, admitted=admitted)
+    new = drop_peers(new, new.is_admitted)  # a revoked (or never admitted) peer serves nothing
     return new, {
         "peer_id": peer_id, "name": name, "revoked": revoke, "changed": changed,
         "also_admitted": also, "revision": revision,

@@ -11,13 +11,15 @@ fell behind the compacted log): versioned msgpack, like the commands. Version 2
 added the admitted-peer list; version 1 snapshots (written before it) still
 read, as a state with the list off. Version 3 added task leases (``tasks``,
 ``fence``, ``clock``) and each config entry's ``request``; older snapshots
-read with no tasks, fence 0, clock 0 and ``request`` "".
+read with no tasks, fence 0, clock 0 and ``request`` "". Version 4 added
+partition placement (``placement``); older snapshots read with none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import immutables
@@ -37,8 +39,9 @@ from ._checks import (
     wire_errors,
 )
 
-STATE_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)  # 1: before the admitted-peer list; 2: before task leases
+STATE_VERSION = 4
+# 1: before the admitted-peer list; 2: before task leases; 3: before partition placement
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -227,6 +230,103 @@ class TaskLease:
                 "expires_at": self.expires_at}
 
 
+# Placement bounds. Partitions of one model are numbered from 0 (issue 6 cuts a model into a
+# handful); a partition is served by a short preference list. Both keep one placement, and
+# so one Raft entry, small: 64 x 16 peer ids of ~53 characters is about 55 KB.
+MAX_PARTITIONS = 64
+MAX_PARTITION_PEERS = 16
+
+
+def check_partitions(value: Any, what: str, *, allow_empty: bool) -> Mapping[int, tuple[str, ...]]:
+    """``value`` (partition index -> peer ids) as a read-only map sorted by index, peers as tuples.
+
+    Indices are ints in ``[0, MAX_PARTITIONS)``; each partition lists at most
+    ``MAX_PARTITION_PEERS`` distinct peer ids, most preferred first. With
+    ``allow_empty`` False (a new placement) the map and every list must be
+    non-empty; the state allows an emptied list (its peers were removed).
+    """
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(
+            f"consensus: {what} must be a map of partition index to peer ids, got {type(value).__name__}"
+        )
+    if not allow_empty and not value:
+        raise LocalProtocolError(f"consensus: {what} places no partition; use PlacementClear to remove a placement")
+    if len(value) > MAX_PARTITIONS:
+        raise LocalProtocolError(f"consensus: {what} has {len(value)} partitions, over the limit of {MAX_PARTITIONS}")
+    for index in value:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_PARTITIONS:
+            raise LocalProtocolError(
+                f"consensus: {what}: a partition index must be an int from 0 to {MAX_PARTITIONS - 1}, got {index!r:.40}"
+            )
+    out: dict[int, tuple[str, ...]] = {}
+    for index in sorted(value):
+        peers = value[index]
+        if not isinstance(peers, (list, tuple)):
+            raise LocalProtocolError(
+                f"consensus: {what}: partition {index} must list peer ids, got {type(peers).__name__}"
+            )
+        if len(peers) > MAX_PARTITION_PEERS:
+            raise LocalProtocolError(
+                f"consensus: {what}: partition {index} lists {len(peers)} peers, over the limit of "
+                f"{MAX_PARTITION_PEERS}"
+            )
+        if not allow_empty and not peers:
+            raise LocalProtocolError(f"consensus: {what}: partition {index} lists no peer")
+        for peer in peers:
+            check_peer_id(peer, f"{what}: peer id of partition {index}")
+        if len(set(peers)) != len(peers):
+            raise LocalProtocolError(f"consensus: {what}: partition {index} lists a peer twice")
+        out[index] = tuple(peers)
+    return MappingProxyType(out)
+
+
+def partitions_to_wire(partitions: Mapping[int, tuple[str, ...]]) -> list:
+    """``[[index, [peer ids]], ...]`` sorted by index (msgpack map keys must be str, so pairs)."""
+    return [[i, list(partitions[i])] for i in sorted(partitions)]
+
+
+def partitions_from_wire(value: Any, what: str) -> dict[int, list[str]]:
+    """The map of ``[[index, [peer ids]], ...]``; a repeated index or a bad pair raises ``LocalProtocolError``."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise LocalProtocolError(f"consensus: {what} must be a list of [partition index, [peer ids]] pairs")
+    out = {i: peers for i, peers in value if isinstance(i, int) and not isinstance(i, bool)}
+    if len(out) != len(value):
+        raise LocalProtocolError(f"consensus: {what} repeats a partition index or has a non-int one")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlacement:
+    """Which peers serve each partition of one model, the cluster revision that set it, and the request.
+
+    ``partitions`` maps a partition index to peer ids, most preferred first.
+    ``revision`` is what a ``PlacementSet`` compares against (like a config
+    entry's); ``request`` is the id the setting ``PlacementSet`` carried, so a
+    retried one recognises its own write ("" after a peer was dropped).
+    """
+
+    partitions: Mapping[int, tuple[str, ...]]
+    revision: int
+    request: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partitions", check_partitions(self.partitions, "placement", allow_empty=True))
+        check_count(self.revision, "placement revision")
+        check_request(self.request)
+
+    def peers(self) -> frozenset[str]:
+        """Every peer placed on any partition."""
+        return frozenset(p for peers in self.partitions.values() for p in peers)
+
+    def to_dict(self, model: str) -> dict:
+        """``{"model", "placement_revision", "partitions": [{"partition", "peers"}]}``: plain, JSON-friendly."""
+        return {
+            "model": model,
+            "placement_revision": self.revision,
+            "partitions": [{"partition": i, "peers": list(self.partitions[i])} for i in sorted(self.partitions)],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterState:
     """Everything the voters agree on, at one revision.
@@ -240,7 +340,9 @@ class ClusterState:
     ``tasks`` maps a task name to its ``TaskLease``; ``fence`` is the last
     fencing token handed out (tokens come from this one counter, so they only
     grow); ``clock`` is the cluster clock, the largest command time any task
-    write carried (``consensus.leases``). The mappings are read-only views.
+    write carried (``consensus.leases``). ``placement`` maps a registered
+    model's name to its ``ModelPlacement`` (``consensus.placement``). The
+    mappings are read-only views.
     """
 
     revision: int = 0
@@ -251,12 +353,13 @@ class ClusterState:
     tasks: Mapping[str, TaskLease] = field(default_factory=dict)
     fence: int = 0
     clock: float = 0.0
+    placement: Mapping[str, ModelPlacement] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_count(self.revision, "cluster revision")
         check_count(self.fence, "fencing counter")
         object.__setattr__(self, "clock", check_seconds(self.clock, "cluster clock"))
-        for name in ("config", "models", "members", "admitted", "tasks"):
+        for name in ("config", "models", "members", "admitted", "tasks", "placement"):
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
 
     @property
@@ -286,6 +389,10 @@ def encode_state(state: ClusterState) -> bytes:
             "tasks": {t: lease.to_wire() for t, lease in sorted(state.tasks.items())},
             "fence": state.fence,
             "clock": state.clock,
+            "placement": {
+                m: {"partitions": partitions_to_wire(p.partitions), "revision": p.revision, "request": p.request}
+                for m, p in sorted(state.placement.items())
+            },
         },
         use_bin_type=True,
     )
@@ -305,7 +412,7 @@ def decode_state(data: bytes) -> ClusterState:
         )
     maps = ("config", "models", "members") + (("admitted",) if version >= 2 else ()) + (
         ("tasks",) if version >= 3 else ()
-    )
+    ) + (("placement",) if version >= 4 else ())
     scalars = ("fence", "clock") if version >= 3 else ()
     if set(raw) != {"v", "revision", *maps, *scalars}:
         raise RemoteProtocolError(f"consensus: snapshot version {version} has the wrong fields {sorted(raw)}")
@@ -341,7 +448,17 @@ def decode_state(data: bytes) -> ClusterState:
                     f"consensus: task {task!r} must be {{holder, token, acquired_at, expires_at}}"
                 )
             tasks[task] = TaskLease(**lease)
+        placement = {}
+        for model, entry in raw.get("placement", {}).items():
+            check_key(model, "placed model name")
+            if not isinstance(entry, dict) or set(entry) != {"partitions", "revision", "request"}:
+                raise LocalProtocolError(f"consensus: placement of {model!r} must be {{partitions, revision, request}}")
+            if model not in models:
+                raise LocalProtocolError(f"consensus: placement of {model!r}, which is not a registered model")
+            placement[model] = ModelPlacement(
+                partitions_from_wire(entry["partitions"], f"placement of {model!r}"), entry["revision"], entry["request"]
+            )
         return ClusterState(
             revision=raw["revision"], config=config, models=models, members=members, admitted=admitted,
-            tasks=tasks, fence=raw.get("fence", 0), clock=raw.get("clock", 0.0),
+            tasks=tasks, fence=raw.get("fence", 0), clock=raw.get("clock", 0.0), placement=placement,
         )

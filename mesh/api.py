@@ -216,6 +216,31 @@ def build_app(node: "Node") -> Starlette:
             raise MeshError("api: /tasks/check needs token=N")
         return JSONResponse(await node.tasks.check(task, token, stale=_flag(request, "stale")))
 
+    async def placement(request: Request):
+        model, stale = request.query_params.get("model"), _flag(request, "stale")
+        if model is None:
+            return JSONResponse(await node.placement.list(stale=stale))
+        found = await node.placement.get(model, stale=stale)
+        if found is None:
+            return JSONResponse({"error": f"placement: model {model!r} has no placement"}, status_code=404)
+        return JSONResponse(found)
+
+    async def placement_set(request: Request):
+        body = await _json(request)
+        partitions = body.get("partitions")
+        if not isinstance(partitions, dict) or not all(isinstance(k, str) and k.isascii() and k.isdigit() for k in partitions):
+            raise MeshError(
+                "api: field 'partitions' must be a map of partition index to peer ids, like "
+                '{"0": ["12D3KooW…"]}'
+            )
+        return JSONResponse(await node.placement.set(
+            _field(body, "model"), {int(k): v for k, v in partitions.items()}, _int_field(body, "expected_revision")
+        ))
+
+    async def placement_clear(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.placement.clear(_field(body, "model")))
+
     async def admit(request: Request):
         body = await _json(request)
         name = body.get("name") or ""
@@ -292,6 +317,9 @@ def build_app(node: "Node") -> Starlette:
         Route("/tasks/renew", guarded(tasks_renew), methods=["POST"]),
         Route("/tasks/release", guarded(tasks_release), methods=["POST"]),
         Route("/tasks/check", guarded(tasks_check)),
+        Route("/placement", guarded(placement)),
+        Route("/placement/set", guarded(placement_set), methods=["POST"]),
+        Route("/placement/clear", guarded(placement_clear), methods=["POST"]),
         Route("/admit", guarded(admit), methods=["POST"]),
         Route("/revoke", guarded(revoke), methods=["POST"]),
         Route("/admitted", guarded(admitted)),

@@ -504,6 +504,29 @@ def task_check(name: str, token: int, stale: bool, data_dir: Path, as_json: bool
     _stale_note(doc, as_json)
 
 
+# -- placement ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", required=False)
+@_stale_flag
+@data_dir_option
+@reports_errors
+def placement(model: str | None, stale: bool, data_dir: Path, as_json: bool) -> None:
+    """Which peers serve each partition of MODEL (every placed model without one), most preferred first."""
+    params = {"stale": int(stale)} if model is None else {"model": model, "stale": int(stale)}
+    doc = client_for(data_dir).get("/placement", **params)
+    placed = doc["placements"] if model is None else [doc]
+    rows = [
+        {"model": p["model"], "partition": part["partition"], "peers": ", ".join(part["peers"]) or "(none)",
+         "revision": p["placement_revision"]}
+        for p in placed for part in p["partitions"]
+    ]
+    emit(doc, as_json, lambda _: table(rows, [("model", "MODEL"), ("partition", "PARTITION"), ("peers", "PEERS"),
+                                              ("revision", "REVISION")]))
+    _stale_note(doc, as_json)
+
+
 # -- admitted peers ----------------------------------------------------------------
 
 

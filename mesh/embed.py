@@ -63,6 +63,7 @@ class BackgroundNode:
         self.state = _Proxy(self, "state")
         self.config = _Proxy(self, "config")
         self.tasks = _Proxy(self, "tasks")
+        self.placement = _Proxy(self, "placement")
 
     def _thread_main(self) -> None:
         from .node import Node

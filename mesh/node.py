@@ -60,6 +60,7 @@ from inference import (
 from .admission import Admission
 from .api import serve_api as serve_api_task
 from .cluster_config import ClusterConfig, ClusterTasks, on_raft_read, stamp
+from .cluster_placement import ClusterPlacement
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
@@ -135,6 +136,7 @@ class Node:
         self.state = state
         self.config = ClusterConfig(self)
         self.tasks = ClusterTasks(self)
+        self.placement = ClusterPlacement(self)
         self.runtime = Runtime(
             providers=config.inference.providers or None,
             shared_thread_pool=config.inference.shared_thread_pool,

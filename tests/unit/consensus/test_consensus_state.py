@@ -53,6 +53,7 @@ def test_public_api_is_pinned():
             "decode_command", "decode_state", "encode_command", "encode_state",
             "ConfigCas", "ConfigDelete", "ConfigList", "Fence", "TaskAcquire", "TaskCheck", "TaskLease",
             "TaskList", "TaskRelease", "TaskRenew",
+            "ModelPlacement", "PlacementClear", "PlacementGet", "PlacementList", "PlacementSet",
         ]
     )
 
