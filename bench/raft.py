@@ -115,7 +115,7 @@ def raw_pysyncobj(root: Path, durable: bool = False) -> dict:
         nodes.append(_Raw(addr, [a for a in addrs if a != addr], conf, _DurableTransport if durable else None))
     try:
         leader = _wait_leader(lambda n: n._isLeader(), nodes)
-        write = lambda k, v: leader.set(k, v, sync=True, timeout=5)  # noqa: E731
+        write = lambda k, v: leader.set(k, v, sync=True, timeout=5)
         return _figures("raw pysyncobj, durable" if durable else "raw pysyncobj", write)
     finally:
         for n in nodes:
@@ -128,7 +128,7 @@ def raft_log(root: Path) -> dict:
     logs = [RaftLog(addr, [a for a in addrs if a != addr], PASSWORD, root / f"ours{i}") for i, addr in enumerate(addrs)]
     try:
         leader = _wait_leader(lambda log: log.status().role == "leader", logs)
-        write = lambda k, v: leader.submit(ConfigSet(key=k, value=v), 5)  # noqa: E731
+        write = lambda k, v: leader.submit(ConfigSet(key=k, value=v), 5)
         return _figures("consensus.RaftLog (durable)", write)
     finally:
         for log in logs:

@@ -139,11 +139,11 @@ class DurableJournal:
         self._persist_snapshot()
         self._truncate(0)
 
-    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802 (pysyncobj's name)
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
         """Drop entries from position ``entryFrom`` on (a conflicting suffix)."""
         self._truncate(entryFrom)
 
-    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802 (pysyncobj's name)
+    def deleteEntriesTo(self, entryTo: int) -> None:
         """Drop entries before position ``entryTo`` (compaction), atomically."""
         self._persist_snapshot()
         kept = self._entries[entryTo:]
@@ -209,30 +209,30 @@ class DurableJournal:
 
     # -- term, vote, commit index ----------------------------------------------------------
 
-    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802,N803
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         """Remember the commit index (saved within a second; a hint for replay)."""
         self._meta["commit"] = raftCommitIndex
         self._meta_saved = False
 
-    def getRaftCommitIndex(self) -> int:  # noqa: N802
+    def getRaftCommitIndex(self) -> int:
         """The last saved commit index (1 when none)."""
         return self._meta.get("commit", 1)
 
-    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802,N803
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         """Store term and vote durably before pysyncobj acts on them (Raft §5.1, Figure 2)."""
         self._meta["term"] = term
         self._meta["voted_for"] = None if votedForNodeId is None else str(votedForNodeId)
         self._store_meta()
 
-    def getCurrentTerm(self) -> int:  # noqa: N802
+    def getCurrentTerm(self) -> int:
         """The stored term."""
         return self._meta.get("term", 0)
 
-    def getVotedForNodeId(self) -> Any:  # noqa: N802
+    def getVotedForNodeId(self) -> Any:
         """Whom this node voted for in the stored term."""
         return self._meta.get("voted_for")
 
-    def onOneSecondTimer(self) -> None:  # noqa: N802
+    def onOneSecondTimer(self) -> None:
         """Save the commit index if it moved."""
         if not self._meta_saved:
             self._store_meta()
