@@ -14,6 +14,7 @@ SUITES = {
     "failure-detection": "bench.failure_detection",
     "starvation": "bench.starvation",
     "failover": "bench.failover",
+    "crdt": "bench.crdt",
 }
 
 

@@ -35,3 +35,23 @@ def test_raft_bench_reports_three_clusters_and_ratios(monkeypatch):
     for row in rows[:3]:
         assert row["writes_per_s_1"] > 0 and row["writes_per_s_8"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
     assert all(row["sequential"] > 0 and row["8_threads"] > 0 for row in rows[3:])
+
+
+def test_crdt_bench_reports_ours_beside_pycrdt_with_ratios():
+    from bench import crdt
+
+    rows = crdt.run(keys=40, writers=3, rounds=2, batch=10, overwrites=(1, 3), repeats=1)
+    by_name = {row["name"]: row for row in rows}
+    for side in ("ours (LWWMap+SyncCore+codec)", "pycrdt (Yjs)"):
+        for per_msg in (1, 10):
+            row = by_name[f"{side}: apply, {per_msg}/message"]
+            assert row["readings"] == 80 and row["readings_per_s"] > 0 and row["bytes_per_reading"] > 0
+        sizes = by_name[f"{side}: full state, 40 keys"]
+        assert sizes["bytes_after_1"] > 0 and sizes["bytes_after_3"] > 0
+    assert by_name["ratio ours/pycrdt apply rate"]["1_per_message"] > 0
+    assert by_name["ratio ours/pycrdt apply rate"]["10_per_message"] > 0
+    assert all(v > 0 for k, v in by_name["ratio ours/pycrdt full-state bytes"].items() if k != "name")
+    ours = by_name["ours (LWWMap+SyncCore+codec): 1 of 40 keys changed"]
+    assert 0 < ours["reconnect_bytes"] < ours["full_state_bytes"] and ours["push_bytes"] > 0
+    theirs = by_name["pycrdt (Yjs): 1 of 40 keys changed"]
+    assert 0 < theirs["diff_bytes"] < theirs["full_state_bytes"]
