@@ -7,6 +7,9 @@ sleeps, spawns or touches the network or disk.
 - ``Timestamp``, ``HybridLogicalClock``: ordering writes across nodes.
 - ``Dot``, ``VersionVector``, ``CausalContext``: which writes a replica has seen.
 - ``Entry``, ``Delta``, ``LWWMap``: the map of last-writer-wins registers.
+- ``LWWRegister``, ``GCounter``, ``PNCounter``, ``ORSet``, ``ORMap``,
+  ``TimeSeriesWindow`` (of ``Sample``): immutable delta-state types, one per
+  file; ``encode_state``/``decode_state`` carry them on the wire.
 - ``SyncCore``, ``SyncDigest``, ``SyncDelta``, ``encode_message``,
   ``decode_message``: sans-IO anti-entropy between replicas.
 """
@@ -17,10 +20,17 @@ from .delta import Delta
 from .dot import Dot
 from .entry import Entry
 from .errors import LocalProtocolError, MeshError, RemoteProtocolError
+from .g_counter import GCounter
 from .hlc import HybridLogicalClock
 from .lww_map import LWWMap
+from .lww_register import LWWRegister
 from .messages import Message, SyncDelta, SyncDigest
+from .or_map import ORMap
+from .or_set import ORSet
+from .pn_counter import PNCounter
+from .state_codec import STATE_WIRE_VERSION, decode_state, encode_state
 from .sync import SyncCore
+from .time_series import Sample, TimeSeriesWindow
 from .timestamp import Timestamp
 from .version_vector import VersionVector
 
@@ -29,18 +39,28 @@ __all__ = [
     "Delta",
     "Dot",
     "Entry",
+    "GCounter",
     "HybridLogicalClock",
     "LWWMap",
+    "LWWRegister",
     "LocalProtocolError",
     "MeshError",
     "Message",
+    "ORMap",
+    "ORSet",
+    "PNCounter",
     "RemoteProtocolError",
+    "STATE_WIRE_VERSION",
+    "Sample",
     "SyncCore",
     "SyncDelta",
     "SyncDigest",
+    "TimeSeriesWindow",
     "Timestamp",
     "VersionVector",
     "WIRE_VERSION",
     "decode_message",
+    "decode_state",
     "encode_message",
+    "encode_state",
 ]
