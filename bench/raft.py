@@ -135,6 +135,18 @@ def raft_log(root: Path) -> dict:
             log.close()
 
 
+def lone_voter(root: Path) -> dict:
+    """A mesh's first node, alone in its cluster: one-at-a-time writes (no peer answer wakes its tick)."""
+    log = RaftLog(_ports(1)[0], [], PASSWORD, root / "lone")
+    try:
+        _wait_leader(lambda lg: lg.status().role == "leader", [log])
+        rate, latencies = _drive(lambda k, v: log.submit(ConfigSet(key=k, value=v), 5), 1)
+        return {"name": "consensus.RaftLog, lone voter", "writes_per_s_1": round(rate, 1),
+                "p50_ms": round(statistics.median(latencies) * 1000, 3)}
+    finally:
+        log.close()
+
+
 def run() -> list[dict]:
     """Baselines, ours, and the ratios."""
     with tempfile.TemporaryDirectory(prefix="meshnode-bench-raft-") as tmp:
@@ -142,10 +154,12 @@ def run() -> list[dict]:
         base = raw_pysyncobj(root)
         durable = raw_pysyncobj(root, durable=True)
         ours = raft_log(root)
+        lone = lone_voter(root)
     return [
         base,
         durable,
         ours,
+        lone,
         {
             "name": "ratio ours/raw durable",
             "sequential": round(ours["writes_per_s_1"] / durable["writes_per_s_1"], 3),

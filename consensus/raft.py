@@ -352,6 +352,17 @@ class _RaftNode(SyncObj):
         """The encryptor every connection uses."""
         return self.raft_keys
 
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 (pysyncobj's name)
+        # pysyncobj computes the commit index before it appends new commands in a tick. With
+        # other voters, their answers wake the next tick at once; a lone voter would sleep a
+        # whole tick (50 ms) before committing what it just appended. Wake it now instead.
+        before = len(self._SyncObj__raftLog)
+        super()._checkCommandsToApply()
+        if not self.otherNodes and len(self._SyncObj__raftLog) != before:
+            notifier = getattr(self, "_SyncObj__pipeNotifier", None)
+            if notifier is not None:
+                notifier.notify()
+
     def _getEncryptor(self) -> RaftKeys:  # noqa: N802 (pysyncobj's name)
         return self.raft_keys
 
