@@ -935,7 +935,10 @@ class Node:
                 return self._voter_peer()
             except MeshError:
                 if trio.current_time() + 0.1 > deadline:
-                    raise
+                    raise MeshError(
+                        f"consensus: no majority reachable: this node does not vote and no voter answered "
+                        f"within {timeout:g} s; start or reconnect the voters (`meshnode status` shows them)"
+                    ) from None
             await trio.sleep(0.1)
 
     async def _on_raft_submit(self, peer: str, body: Any) -> Any:
