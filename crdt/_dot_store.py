@@ -72,3 +72,31 @@ def check_type(value: Any, cls: type, verb: str) -> None:
     """Refuse ``value`` unless it is a ``cls`` (merge and apply_delta of one type only)."""
     if not isinstance(value, cls):
         raise LocalProtocolError(f"crdt: {verb}() needs a {cls.__name__}, got {type(value).__name__}")
+
+
+class CausalDotStore:
+    """What ``ORSet`` and ``ORMap`` share beyond ``join_dots``: delta handling over one causal context.
+
+    A subclass keeps its causal context in ``_context``, builds an empty value with ``type(self)()``
+    and defines ``merge``; deltas are values of the same type.
+    """
+
+    __slots__ = ()
+    _context: CausalContext
+
+    def merge(self, other):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def apply_delta(self, delta):
+        """This state joined with ``delta``."""
+        check_type(delta, type(self), "apply_delta")
+        return self.merge(delta)
+
+    def delta_since(self, since: VersionVector | CausalContext):
+        """Nothing if ``since`` covers this context, else the whole state (see the subclass's docstring)."""
+        if self._context.issubset(as_context(since)):
+            return type(self)()
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self._context)

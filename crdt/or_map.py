@@ -47,13 +47,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._checks import check_fields, check_node, check_sequence, wire_errors
-from ._dot_store import as_context, check_size, check_type, join_dots, next_dot
+from ._dot_store import CausalDotStore, check_size, check_type, join_dots, next_dot
 from .causal_context import CausalContext
 from .dot import Dot
 from .entry import Entry
 from .errors import LocalProtocolError
 from .timestamp import Timestamp
-from .version_vector import VersionVector
 
 
 def _pick(a: Entry, b: Entry) -> Entry:
@@ -61,7 +60,7 @@ def _pick(a: Entry, b: Entry) -> Entry:
     return a if a == b or a.beats(b) else b
 
 
-class ORMap:
+class ORMap(CausalDotStore):
     """An immutable add-wins map of string keys to LWW registers; ``ORMap()`` is the empty one."""
 
     __slots__ = ("_entries", "_context")
@@ -146,20 +145,6 @@ class ORMap:
         out._entries = join_dots(self._entries, self._context, other._entries, other._context, _pick)
         out._context = self._context.merge(other._context)
         return out
-
-    def apply_delta(self, delta: ORMap) -> ORMap:
-        """This state joined with ``delta`` (deltas are maps too)."""
-        check_type(delta, ORMap, "apply_delta")
-        return self.merge(delta)
-
-    def delta_since(self, since: VersionVector | CausalContext) -> ORMap:
-        """Nothing if ``since`` covers this context, else the whole state (see the module docstring)."""
-        if self._context.issubset(as_context(since)):
-            return ORMap()
-        return self
-
-    def __bool__(self) -> bool:
-        return bool(self._context)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ORMap):

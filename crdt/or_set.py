@@ -48,11 +48,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._checks import check_fields, check_node, check_sequence, wire_errors
-from ._dot_store import as_context, check_size, check_type, join_dots, next_dot
+from ._dot_store import CausalDotStore, check_size, check_type, join_dots, next_dot
 from .causal_context import CausalContext
 from .dot import Dot
 from .errors import LocalProtocolError
-from .version_vector import VersionVector
 
 MAX_ELEMENT_LEN = 1024
 """The longest element (a tag, a device id) in characters."""
@@ -66,7 +65,7 @@ def _check_element(element: Any) -> str:
     return str(element)
 
 
-class ORSet:
+class ORSet(CausalDotStore):
     """An immutable add-wins set of strings; ``ORSet()`` is the empty one."""
 
     __slots__ = ("_dots", "_context")
@@ -137,20 +136,6 @@ class ORSet:
         out._dots = join_dots(self._dots, self._context, other._dots, other._context, max)
         out._context = self._context.merge(other._context)
         return out
-
-    def apply_delta(self, delta: ORSet) -> ORSet:
-        """This state joined with ``delta`` (deltas are sets too)."""
-        check_type(delta, ORSet, "apply_delta")
-        return self.merge(delta)
-
-    def delta_since(self, since: VersionVector | CausalContext) -> ORSet:
-        """Nothing if ``since`` covers this context, else the whole state (see the module docstring)."""
-        if self._context.issubset(as_context(since)):
-            return ORSet()
-        return self
-
-    def __bool__(self) -> bool:
-        return bool(self._context)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ORSet):
