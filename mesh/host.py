@@ -279,6 +279,12 @@ class Host:
             raise DialError(f"mesh: {addr!r} has no /p2p/PEER_ID part") from exc
         if info.peer_id.to_base58() == self.peer_id:
             raise DialError(f"mesh: {addr} is this node itself")
+        # py-libp2p refuses, for 60 s, to dial a peer whose addresses all failed once (its
+        # "negative cache"). Our dials are already paced by their callers, and a peer that
+        # restarted or came back after a partition must be reachable at the next attempt.
+        unblock = getattr(self._host.get_network(), "unblock_peer", None)
+        if unblock is not None:
+            unblock(info.peer_id)
         try:
             with trio.fail_after(DIAL_TIMEOUT + 1):
                 await self._host.connect(info)

@@ -21,7 +21,7 @@ import trio
 from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, decode_message, encode_message
 from crdt.errors import MeshError
 
-from .sensor_db import SensorDB, StoreCorrupt
+from .sensor_db import SensorDB, StoreCorrupt, read_epoch, write_epoch
 
 log = logging.getLogger("meshnode.sensors")
 
@@ -52,16 +52,26 @@ class SensorState:
         self._path = path
         self.corrupt_notice = ""
         epoch_file = path.with_name(path.name + ".epoch")
-        epoch = int(epoch_file.read_text()) if epoch_file.exists() else 0
+        had_store = epoch_file.exists()  # written with the store: a vanished or emptied file is damage
+        epoch = read_epoch(epoch_file)
+        self._db = None
         try:
-            self._db = SensorDB(path)
+            if epoch is None:  # which writer ids we used is unknown: a fresh one (time-based) reuses no dot
+                epoch = int(time.time())
+                raise StoreCorrupt(f"crdt-store: {epoch_file} is unreadable, so the writer ids {path.name} "
+                                   f"used are unknown; starting afresh as writer epoch {epoch + 1}")
+            self._db = SensorDB(path, expect_store=had_store)
             entries, context, last = self._db.load()
         except StoreCorrupt as exc:
             # Never serve garbage: keep the bad file for inspection, start empty, re-sync from peers.
+            if self._db is not None:
+                self._db.close()
             aside = path.with_name(path.name + f".corrupt-{int(time.time())}")
-            log.error("%s; moved it to %s and re-syncing from peers", exc, aside)
-            self.corrupt_notice = f"{exc} (moved to {aside.name})"
-            path.rename(aside)
+            kept = f"moved it to {aside}" if path.exists() else "nothing to keep"
+            log.error("%s; %s; re-syncing from peers", exc, kept)
+            self.corrupt_notice = f"{exc} ({kept})"
+            if path.exists():
+                path.rename(aside)
             for suffix in ("-wal", "-shm"):
                 side = path.with_name(path.name + suffix)
                 if side.exists():
@@ -69,9 +79,11 @@ class SensorState:
             # The lost file held our write counters; writing under the old id would reuse
             # dots that peers have already seen (and skip). A new epoch is a new writer id.
             epoch += 1
-            epoch_file.write_text(f"{epoch}\n")
+            write_epoch(epoch_file, epoch)
             self._db = SensorDB(path)
             entries, context, last = [], None, None
+        if not had_store:
+            write_epoch(epoch_file, epoch)
         self.writer = node_id if epoch == 0 else f"{node_id}~{epoch}"
         self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
         self._clock = HybridLogicalClock(self.writer, last=last) if last is not None else HybridLogicalClock(self.writer)
