@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ._dot_set import DotSet
 from .causal_context import CausalContext
+from .delta import Delta
 from .dot import Dot
 from .entry import Entry
 
@@ -25,8 +27,8 @@ class PeerSync:
     """
 
     digest_at: float
-    confirmed: CausalContext = field(default_factory=CausalContext)
-    sent: CausalContext = field(default_factory=CausalContext)
+    confirmed: DotSet = field(default_factory=DotSet)
+    sent: DotSet = field(default_factory=DotSet)
     # key -> (entry to push, dots of writes to the same key it superseded)
     pending: dict[str, tuple[Entry, tuple[Dot, ...]]] = field(default_factory=dict)
     reply: int = NO_REPLY
@@ -35,27 +37,52 @@ class PeerSync:
         """The peer has (at least) ``context``; ``authoritative`` when it is its whole context."""
         if authoritative:
             # Replace, not merge: a peer that lost its state must be re-sent what it lost.
-            self.confirmed = context
-            self.sent = context
+            self.confirmed = DotSet.of(context)
+            self.sent = DotSet.of(context)
         else:
-            self.confirmed = self.confirmed.merge(context)
-            self.sent = self.sent.merge(context)
+            self.confirmed.update(context)
+            self.sent.update(context)
 
-    def push(self, entry: Entry) -> bool:
-        """Buffer ``entry`` for the next push unless the peer has it; True if buffered."""
-        if self.sent.contains(entry.dot):
-            return False
-        held = self.pending.get(entry.key)
-        if held is None:
-            self.pending[entry.key] = (entry, ())
-        elif entry.dot != held[0].dot:
-            # Keep the winner; the loser's dot travels with it so the peer's context stays gap-free.
-            old, dots = held
-            if entry.beats(old):
-                self.pending[entry.key] = (entry, (*dots, old.dot))
-            else:
-                self.pending[entry.key] = (old, (*dots, entry.dot))
-        return True
+    def learn_delta(self, delta: Delta) -> None:
+        """The peer sent us ``delta``, so it has (at least) its context."""
+        if delta.implicit:
+            confirm = self.confirmed.add
+            send = self.sent.add
+            for node, counter in delta.dots():
+                confirm(node, counter)
+                send(node, counter)
+        else:
+            self.learn(delta.context, authoritative=False)
+
+    def sent_delta(self, delta: Delta) -> None:
+        """We sent the peer ``delta``: no need to push its writes again."""
+        if delta.implicit:
+            for dot in delta.dots():
+                self.sent.add(dot.node, dot.counter)
+        else:
+            self.sent.update(delta.context)
+
+    def push_all(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
+        """Buffer for the next push each of ``entries`` the peer does not have."""
+        vv = self.sent.vv
+        cloud = self.sent.cloud
+        pending = self.pending
+        for entry in entries:
+            dot = entry[3]
+            node, counter = dot
+            if counter <= vv.get(node, 0) or (cloud and counter in cloud.get(node, ())):
+                continue
+            key = entry[0]
+            held = pending.get(key)
+            if held is None:
+                pending[key] = (entry, ())
+            elif dot != held[0][3]:
+                # Keep the winner; the loser's dot travels with it so the peer's context stays gap-free.
+                old, dots = held
+                if entry.beats(old):
+                    pending[key] = (entry, (*dots, old[3]))
+                else:
+                    pending[key] = (old, (*dots, dot))
 
     def take_pending(self) -> list[tuple[Entry, tuple[Dot, ...]]]:
         """The buffered entries the peer still lacks, sorted by key; empties the buffer."""
@@ -63,7 +90,7 @@ class PeerSync:
         for key in sorted(self.pending):
             entry, dots = self.pending[key]
             # A superseded dot may only travel with the entry that supersedes it.
-            if not self.sent.contains(entry.dot):
-                items.append((entry, tuple(dot for dot in dots if not self.sent.contains(dot))))
+            if not self.sent.contains(entry.dot.node, entry.dot.counter):
+                items.append((entry, tuple(dot for dot in dots if not self.sent.contains(dot.node, dot.counter))))
         self.pending.clear()
         return items

@@ -66,6 +66,15 @@ class CausalContext:
         self._hash: int | None = None
 
     @classmethod
+    def _trusted(cls, vv: VersionVector, cloud: frozenset[Dot]) -> CausalContext:
+        # Internal fast path: ``cloud`` already satisfies the invariant against ``vv``.
+        context = cls.__new__(cls)
+        context._vv = vv
+        context._cloud = cloud
+        context._hash = None
+        return context
+
+    @classmethod
     def from_dots(cls, dots: Iterable[Dot]) -> CausalContext:
         """The context holding exactly ``dots``."""
         return cls(VersionVector(), dots)

@@ -1,39 +1,95 @@
 """The wire form of sync messages: plain maps that msgpack (or JSON) carries as is.
 
-    {"t": "digest", "v": 1, "context": {"vv": {node: n}, "cloud": [[node, n], ...]}}
-    {"t": "delta",  "v": 1, "delta": {"entries": [[key, value, [wall_ms, counter, node], [node, n]], ...],
-                                      "context": {...}},
-                    "reply_context": {...} | None}
+Version 2 (written and read) names each node once per message, in ``"n"``,
+and refers to it by index everywhere else; entries and dots are flat lists:
+
+    {"t": "digest", "v": 2, "n": [node, ...], "c": context}
+    {"t": "delta",  "v": 2, "n": [node, ...],
+     "e": [key, value, wall_ms, hlc_counter, node_index, dot_counter, ...],
+     "x": [node_index, counter, ...],      # superseded dots of a push, or []
+     "c": context | None,                  # None: the context is exactly the entries' and "x" dots
+     "r": context | None}                  # reply_context
+    context = [[node_index, top, ...], [node_index, counter, ...]]   # vector, cloud
+
+An entry's timestamp and dot always name the same writer (``Entry``), so one
+index serves both. A libp2p peer id is 52 characters: naming it once instead
+of twice per entry is most of the difference in size from version 1.
+
+Version 1 (the nested form, ``{"t", "v": 1, "context"/"delta", "reply_context"}``)
+is still read, so a mesh can be upgraded one node at a time.
 
 ``decode_message`` trusts nothing: any malformed input raises
-``RemoteProtocolError`` whose message names the offending field. Golden
-vectors in ``tests/vectors/crdt/`` pin this format; change it only with a
-new ``"v"``.
+``RemoteProtocolError`` whose message names the offending field. It checks a
+whole message in flat loops and then builds the entries without re-checking
+them (the receive path is the sync hot path). Golden vectors in
+``tests/vectors/crdt/`` pin both versions; change the format only with a new
+``"v"``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ._checks import check_fields, wire_errors
+from ._checks import MAX_INT, MAX_NODE_LEN, check_fields, json_value, wire_errors
 from .causal_context import CausalContext
 from .delta import Delta
+from .dot import Dot
+from .entry import Entry
 from .errors import LocalProtocolError, RemoteProtocolError
 from .messages import Message, SyncDelta, SyncDigest
+from .timestamp import Timestamp
+from .version_vector import VersionVector
 
-WIRE_VERSION = 1
-"""The ``"v"`` this node writes and the only one it reads."""
+_entry = Entry._trusted
+_timestamp = Timestamp._trusted
+_dot = Dot._trusted
 
-_FIELDS = {"digest": ("t", "v", "context"), "delta": ("t", "v", "delta", "reply_context")}
+WIRE_VERSION = 2
+"""The ``"v"`` this node writes."""
+
+READ_VERSIONS = (1, 2)
+"""The ``"v"`` values this node reads."""
+
+_FIELDS_V1 = {"digest": ("t", "v", "context"), "delta": ("t", "v", "delta", "reply_context")}
+_FIELDS_V2 = {"digest": ("t", "v", "n", "c"), "delta": ("t", "v", "n", "e", "x", "c", "r")}
+_SCALARS = (str, float, int, bool, type(None))
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
 
 
 def encode_message(msg: Message) -> dict:
-    """``msg`` as a plain map with a ``"t"`` type tag and ``"v"`` version."""
+    """``msg`` as a plain map with a ``"t"`` type tag and ``"v"`` version (the current one)."""
     if isinstance(msg, SyncDigest):
-        return {"t": "digest", "v": WIRE_VERSION, "context": msg.context.to_wire()}
+        nodes = _Nodes()
+        context = nodes.context(msg.context)
+        return {"t": "digest", "v": WIRE_VERSION, "n": nodes.names, "c": context}
+    if isinstance(msg, SyncDelta):
+        nodes = _Nodes()
+        index = nodes.index
+        delta = msg.delta
+        flat: list = []
+        for entry in delta.entries:
+            ts = entry.ts
+            flat += (entry.key, entry.value, ts.wall_ms, ts.counter, index(ts.node), entry.dot.counter)
+        if delta.implicit:
+            extra = [item for dot in delta.superseded for item in (index(dot.node), dot.counter)]
+            context = None
+        else:
+            extra = []
+            context = nodes.context(delta.context)
+        reply = None if msg.reply_context is None else nodes.context(msg.reply_context)
+        return {"t": "delta", "v": WIRE_VERSION, "n": nodes.names, "e": flat, "x": extra, "c": context, "r": reply}
+    raise LocalProtocolError(f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest or SyncDelta")
+
+
+def encode_message_v1(msg: Message) -> dict:
+    """``msg`` in the version-1 form (for tests of mixed-version meshes)."""
+    if isinstance(msg, SyncDigest):
+        return {"t": "digest", "v": 1, "context": msg.context.to_wire()}
     if isinstance(msg, SyncDelta):
         reply = None if msg.reply_context is None else msg.reply_context.to_wire()
-        return {"t": "delta", "v": WIRE_VERSION, "delta": msg.delta.to_wire(), "reply_context": reply}
+        return {"t": "delta", "v": 1, "delta": msg.delta.to_wire(), "reply_context": reply}
     raise LocalProtocolError(f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest or SyncDelta")
 
 
@@ -43,27 +99,209 @@ def decode_message(obj: Any) -> Message:
         return _decode(obj)
     except RemoteProtocolError:
         raise
-    except (LocalProtocolError, TypeError, ValueError, KeyError, RecursionError) as exc:
-        # Every check above should have caught it first; refuse rather than crash either way.
+    except (LocalProtocolError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        # Every check should have caught it first; refuse rather than crash either way.
         raise RemoteProtocolError(f"crdt: malformed sync message ({type(exc).__name__}: {exc})") from None
 
 
+class _Nodes:
+    """Node ids of one message being encoded, in order of first use."""
+
+    __slots__ = ("names", "_index")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def index(self, node: str) -> int:
+        i = self._index.get(node)
+        if i is None:
+            i = self._index[node] = len(self.names)
+            self.names.append(node)
+        return i
+
+    def context(self, context: CausalContext) -> list:
+        index = self.index
+        vv = [item for node in sorted(context.vv) for item in (index(node), context.vv[node])]
+        cloud = [item for dot in sorted(context.cloud) for item in (index(dot.node), dot.counter)]
+        return [vv, cloud]
+
+
+def _remote(where: str, problem: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"crdt: {where}: {problem}")
+
+
 def _decode(obj: Any) -> Message:
-    with wire_errors("message"):
-        if not isinstance(obj, dict):
-            raise LocalProtocolError(f"crdt: expected a map, got {type(obj).__name__}")
-        if "v" not in obj:
-            raise LocalProtocolError("crdt: missing field 'v' (the wire version)")
-        version = obj["v"]
-        if isinstance(version, bool) or not isinstance(version, int) or version != WIRE_VERSION:
-            raise LocalProtocolError(f"crdt: wire version {version!r} is not supported; this node speaks {WIRE_VERSION}")
-        if "t" not in obj:
-            raise LocalProtocolError("crdt: missing field 't' (the message type)")
-        kind = obj["t"]
-        if not isinstance(kind, str) or kind not in _FIELDS:
-            raise LocalProtocolError(f"crdt: unknown message type {kind!r}; expected 'digest' or 'delta'")
+    if not isinstance(obj, dict):
+        raise _remote("message", f"expected a map, got {type(obj).__name__}")
+    if "v" not in obj:
+        raise _remote("message", "missing field 'v' (the wire version)")
+    version = obj["v"]
+    if type(version) is not int or version not in READ_VERSIONS:
+        raise _remote(
+            "message",
+            f"wire version {version!r} is not supported; this node reads {', '.join(map(str, READ_VERSIONS))}",
+        )
+    if "t" not in obj:
+        raise _remote("message", "missing field 't' (the message type)")
+    kind = obj["t"]
+    if kind != "digest" and kind != "delta":
+        raise _remote("message", f"unknown message type {kind!r}; expected 'digest' or 'delta'")
+    if version == 1:
+        return _decode_v1(obj, kind)
+    if len(obj) != len(_FIELDS_V2[kind]):
+        with wire_errors(f"{kind} message"):
+            check_fields(obj, _FIELDS_V2[kind])
+    try:
+        nodes = obj["n"]
+        if kind == "digest":
+            return SyncDigest(context=_context(obj["c"], nodes, _nodes(nodes), "c"))
+        return _decode_delta(obj, nodes)
+    except KeyError as exc:
+        with wire_errors(f"{kind} message"):
+            check_fields(obj, _FIELDS_V2[kind])
+        raise _remote(f"{kind} message", f"missing field {exc}") from None
+
+
+def _nodes(nodes: Any) -> int:
+    """Check the node table; return its length."""
+    if type(nodes) is not list:
+        raise _remote("n", f"expected a list of node ids, got {type(nodes).__name__}")
+    for i, node in enumerate(nodes):
+        if type(node) is not str or not 0 < len(node) <= MAX_NODE_LEN:
+            what = f"a {type(node).__name__}" if type(node) is not str else f"{len(node)} characters"
+            raise _remote(f"n[{i}]", f"node id must be a string of 1 to {MAX_NODE_LEN} characters, got {what}")
+    if len(set(nodes)) != len(nodes):
+        raise _remote("n", "names a node twice")
+    return len(nodes)
+
+
+def _flat_pairs(items: Any, n_nodes: int, where: str, minimum: int) -> list:
+    """Check ``[node_index, counter, ...]``."""
+    if type(items) is not list or len(items) % 2:
+        raise _remote(where, "expected a flat list of [node_index, counter] pairs")
+    for i in range(0, len(items), 2):
+        node, counter = items[i], items[i + 1]
+        if type(node) is not int or not 0 <= node < n_nodes:
+            raise _remote(f"{where}[{i}]", f"node index {node!r} is not in the message's node table")
+        if type(counter) is not int or not minimum <= counter <= MAX_INT:
+            raise _remote(f"{where}[{i + 1}]", f"counter must be an int between {minimum} and {MAX_INT}, got {counter!r}")
+    return items
+
+
+def _context(obj: Any, nodes: list, n_nodes: int, where: str) -> CausalContext:
+    if type(obj) is not list or len(obj) != 2:
+        raise _remote(where, "expected a context [vector, cloud]")
+    flat_vv = _flat_pairs(obj[0], n_nodes, f"{where}.vector", 0)
+    flat_cloud = _flat_pairs(obj[1], n_nodes, f"{where}.cloud", 1)
+    counters: dict[str, int] = {}
+    for i in range(0, len(flat_vv), 2):
+        node = nodes[flat_vv[i]]
+        if node in counters:
+            raise _remote(f"{where}.vector", f"names node {node!r} twice")
+        if flat_vv[i + 1]:
+            counters[node] = flat_vv[i + 1]
+    vv = VersionVector._trusted(counters)
+    if not flat_cloud:
+        return CausalContext._trusted(vv, frozenset())
+    # A cloud that is not compacted names the same set of dots: compact it.
+    return CausalContext(vv, [_dot(nodes[flat_cloud[i]], flat_cloud[i + 1]) for i in range(0, len(flat_cloud), 2)])
+
+
+def _decode_delta(obj: dict, nodes: Any) -> SyncDelta:
+    n_nodes = _nodes(nodes)
+    flat = obj["e"]
+    if type(flat) is not list or len(flat) % 6:
+        raise _remote("e", "expected a flat list of [key, value, wall_ms, counter, node_index, dot_counter] entries")
+    if len(flat) == 6:
+        # One reading, the common push: straight-line checks, same rules as the loop below.
+        values = [flat[1]]
+        _check_entry(0, flat[0], flat[2], flat[3], flat[4], flat[5], n_nodes)
+        _check_value(0, flat[0], values)
+        node = nodes[flat[4]]
+        entries: tuple[Entry, ...] = (
+            _entry(flat[0], values[0], _timestamp(flat[2], flat[3], node), _dot(node, flat[5])),
+        )
+    else:
+        keys = flat[0::6]
+        values = flat[1::6]
+        walls = flat[2::6]
+        hlcs = flat[3::6]
+        writers = flat[4::6]
+        counters = flat[5::6]
+        if set(map(type, keys)) - {str} or len(set(keys)) != len(keys):
+            _explain_keys(keys)
+        for i, wall in enumerate(walls):
+            _check_entry(i, keys[i], wall, hlcs[i], writers[i], counters[i], n_nodes)
+            _check_value(i, keys[i], values)
+        writer_ids = [nodes[i] for i in writers]
+        entries = tuple(
+            map(_entry, keys, values, map(_timestamp, walls, hlcs, writer_ids), map(_dot, writer_ids, counters))
+        )
+    extra = obj["x"]
+    context = obj["c"]
+    if context is None:
+        if extra == []:
+            delta = Delta._implicit(entries, ())
+        else:
+            flat_extra = _flat_pairs(extra, n_nodes, "x", 1)
+            superseded = tuple(_dot(nodes[flat_extra[i]], flat_extra[i + 1]) for i in range(0, len(flat_extra), 2))
+            delta = Delta._implicit(entries, superseded)
+    else:
+        if extra != []:
+            raise _remote("x", "superseded dots travel only in a delta without a context ('c' is set)")
+        ctx = _context(context, nodes, n_nodes, "c")
+        for entry in entries:
+            if not ctx.contains(entry.dot):
+                raise _remote("delta", f"entry {entry.key!r} has dot {entry.dot.to_wire()} outside the delta's context")
+        delta = Delta._explicit(entries, ctx)
+    reply = obj["r"]
+    reply_context = None if reply is None else _context(reply, nodes, n_nodes, "r")
+    return SyncDelta._trusted(delta, reply_context)
+
+
+def _check_entry(i: int, key: Any, wall: Any, hlc: Any, writer: Any, dot: Any, n_nodes: int) -> None:
+    if type(key) is not str:
+        raise _remote(f"e[{i}].key", f"must be a string, got {type(key).__name__}")
+    if type(wall) is not int or not 0 <= wall <= MAX_INT:
+        raise _remote(f"e[{i}].wall_ms", f"must be an int between 0 and {MAX_INT}, got {wall!r}")
+    if type(hlc) is not int or not 0 <= hlc <= MAX_INT:
+        raise _remote(f"e[{i}].counter", f"must be an int between 0 and {MAX_INT}, got {hlc!r}")
+    if type(writer) is not int or not 0 <= writer < n_nodes:
+        raise _remote(f"e[{i}].node", f"node index {writer!r} is not in the message's node table")
+    if type(dot) is not int or not 1 <= dot <= MAX_INT:
+        raise _remote(f"e[{i}].dot", f"must be an int between 1 and {MAX_INT}, got {dot!r}")
+
+
+def _check_value(i: int, key: str, values: list) -> None:
+    """Check ``values[i]``; a container is replaced by its private canonical copy."""
+    value = values[i]
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _remote(f"e[{i}].value", f"holds {value}; only finite numbers are allowed")
+    elif kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _remote(f"e[{i}].value", "holds an integer outside the 64-bit range")
+    elif kind not in _SCALARS:
+        with wire_errors(f"e[{i}].value"):
+            values[i] = json_value(value, f"value of {key!r}")
+
+
+def _explain_keys(keys: list) -> None:
+    """Raise naming the first key that is not a string or repeats one before it."""
+    seen = set()
+    for i, key in enumerate(keys):
+        if type(key) is not str:
+            raise _remote(f"e[{i}].key", f"must be a string, got {type(key).__name__}")
+        if key in seen:
+            raise _remote("e", f"holds two entries for key {key!r}")
+        seen.add(key)
+
+
+def _decode_v1(obj: dict, kind: str) -> Message:
     with wire_errors(f"{kind} message"):
-        check_fields(obj, _FIELDS[kind])
+        check_fields(obj, _FIELDS_V1[kind])
     if kind == "digest":
         return SyncDigest(context=CausalContext.from_wire(obj["context"], where="context"))
     delta = Delta.from_wire(obj["delta"], where="delta")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._checks import check_sequence, json_value, wire_errors
 from .dot import Dot
@@ -12,34 +11,46 @@ from .errors import LocalProtocolError
 from .timestamp import Timestamp
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Entry:
+class _EntryFields(NamedTuple):
+    key: str
+    value: Any
+    ts: Timestamp
+    dot: Dot
+
+
+class Entry(_EntryFields):
     """The value of ``key`` as written at ``ts`` by the write ``dot``.
 
     ``value`` is any JSON value; the entry keeps its own canonical copy (tuples
     become lists), so later changes to the caller's object cannot leak in.
     Treat it as read-only. ``ts.node`` and ``dot.node`` both name the writer and
-    must agree.
+    must agree. An immutable named tuple built with keywords only; its hash
+    leaves out ``value`` (which may be a list).
     """
 
-    key: str
-    value: Any = field(hash=False)
-    ts: Timestamp
-    dot: Dot
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, str):
-            raise LocalProtocolError(f"crdt: Entry.key must be a string, got {type(self.key).__name__}")
-        if not isinstance(self.ts, Timestamp):
-            raise LocalProtocolError(f"crdt: Entry.ts must be a Timestamp, got {type(self.ts).__name__}")
-        if not isinstance(self.dot, Dot):
-            raise LocalProtocolError(f"crdt: Entry.dot must be a Dot, got {type(self.dot).__name__}")
-        if self.ts.node != self.dot.node:
+    def __new__(cls, *, key: str, value: Any, ts: Timestamp, dot: Dot) -> Entry:
+        if not isinstance(key, str):
+            raise LocalProtocolError(f"crdt: Entry.key must be a string, got {type(key).__name__}")
+        if not isinstance(ts, Timestamp):
+            raise LocalProtocolError(f"crdt: Entry.ts must be a Timestamp, got {type(ts).__name__}")
+        if not isinstance(dot, Dot):
+            raise LocalProtocolError(f"crdt: Entry.dot must be a Dot, got {type(dot).__name__}")
+        if ts.node != dot.node:
             raise LocalProtocolError(
-                f"crdt: entry {self.key!r} is stamped by {self.ts.node!r} but its dot belongs to "
-                f"{self.dot.node!r}; both must name the writer"
+                f"crdt: entry {key!r} is stamped by {ts.node!r} but its dot belongs to "
+                f"{dot.node!r}; both must name the writer"
             )
-        object.__setattr__(self, "value", json_value(self.value, f"value of {self.key!r}"))
+        return tuple.__new__(cls, (key, json_value(value, f"value of {key!r}"), ts, dot))
+
+    def __hash__(self) -> int:
+        return hash((self[0], self[2], self[3]))
+
+    @classmethod
+    def _trusted(cls, key: str, value: Any, ts: Timestamp, dot: Dot) -> Entry:
+        # Internal fast path: fields already checked and ``value`` already a private canonical copy.
+        return tuple.__new__(cls, (key, value, ts, dot))
 
     def beats(self, other: Entry) -> bool:
         """Whether this entry wins over ``other`` under last-writer-wins (the higher timestamp).
@@ -49,8 +60,9 @@ class Entry:
         timestamp after losing its state; the dot and then the value decide, so
         every replica still picks the same winner.
         """
-        if self.ts != other.ts:
-            return self.ts > other.ts
+        mine, theirs = self[2], other[2]
+        if mine != theirs:
+            return mine > theirs
         if self.dot != other.dot:
             return self.dot > other.dot
         return json.dumps(self.value, sort_keys=True) > json.dumps(other.value, sort_keys=True)

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._checks import check_node
+from ._dot_set import DotSet
 from .causal_context import CausalContext
 from .delta import Delta
 from .dot import Dot
@@ -40,12 +41,13 @@ from .version_vector import VersionVector
 class LWWMap:
     """A replica of the sensor-state map: ``put``/``get`` plus ``delta_since``/``apply_delta``."""
 
-    __slots__ = ("_node", "_entries", "_context", "_by_dot")
+    __slots__ = ("_node", "_entries", "_seen", "_by_dot")
 
     def __init__(self, node: str) -> None:
         self._node = check_node(node)
         self._entries: dict[str, Entry] = {}
-        self._context = CausalContext()
+        # The causal context, mutable (see ``DotSet``); ``context`` freezes it.
+        self._seen = DotSet()
         # node -> dot counter -> key of the stored entry with that dot; lets
         # delta_since look at the missing dots instead of every entry.
         self._by_dot: dict[str, dict[int, str]] = {}
@@ -67,7 +69,7 @@ class LWWMap:
                     "context; entries and context must be saved in the same transaction"
                 )
             replica._store(entry, None)
-        replica._context = context
+        replica._seen = DotSet.of(context)
         return replica
 
     @property
@@ -78,7 +80,7 @@ class LWWMap:
     @property
     def context(self) -> CausalContext:
         """Every write this replica has seen (persist it with the entries)."""
-        return self._context
+        return self._seen.freeze()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -115,11 +117,11 @@ class LWWMap:
                 f"{current.ts.to_wire()}; observe every entry learned from peers with "
                 "HybridLogicalClock.observe before writing"
             )
-        dot = Dot(self._node, self._context.max_counter(self._node) + 1)
+        dot = Dot(self._node, self._seen.max_counter(self._node) + 1)
         entry = Entry(key=key, value=value, ts=ts, dot=dot)
         self._store(entry, current)
-        self._context = self._context.add(dot)
-        return Delta(entries=(entry,), context=CausalContext.from_dots((dot,)))
+        self._seen.add(dot.node, dot.counter)
+        return Delta._implicit((entry,), ())
 
     def delta_since(self, since: VersionVector | CausalContext) -> Delta:
         """What a peer that has seen ``since`` lacks: those entries plus this replica's whole context.
@@ -127,17 +129,20 @@ class LWWMap:
         Empty when the peer has seen everything this replica has.
         """
         if isinstance(since, VersionVector):
-            since = CausalContext(since)
-        elif not isinstance(since, CausalContext):
+            since = DotSet.of(CausalContext(since))
+        elif isinstance(since, CausalContext):
+            since = DotSet.of(since)
+        elif not isinstance(since, DotSet):
             raise LocalProtocolError(
                 f"crdt: delta_since() needs a VersionVector or CausalContext, got {type(since).__name__}"
             )
-        if self._context.issubset(since):
-            return Delta(entries=(), context=CausalContext())
+        if self._seen.within(since):
+            return Delta._explicit((), CausalContext())
         missing: list[Entry] = []
+        seen = self._seen
         for node, by_counter in self._by_dot.items():
-            floor = since.vv.get(node)
-            top = self._context.max_counter(node)
+            floor = since.vv.get(node, 0)
+            top = seen.max_counter(node)
             if top <= floor:
                 continue
             if top - floor <= len(by_counter):
@@ -145,39 +150,56 @@ class LWWMap:
             else:
                 counters = (c for c in by_counter if c > floor)
             for counter in counters:
-                if Dot(node, counter) not in since:
+                if not since.contains(node, counter):
                     missing.append(self._entries[by_counter[counter]])
         missing.sort(key=lambda entry: entry.key)
-        return Delta(entries=tuple(missing), context=self._context)
+        return Delta._explicit(tuple(missing), self.context)
 
     def apply_delta(self, delta: Delta) -> list[Entry]:
         """Join ``delta`` into this replica; returns the entries that changed here (to persist)."""
         if not isinstance(delta, Delta):
             raise LocalProtocolError(f"crdt: apply_delta() needs a Delta, got {type(delta).__name__}")
         changed: list[Entry] = []
-        for entry in delta.entries:
-            current = self._entries.get(entry.key)
-            if current is None or entry.beats(current):
+        entries = self._entries
+        for entry in delta._entries:
+            current = entries.get(entry[0])
+            # Index 2 is the timestamp: compare tuples directly, ``beats`` only breaks exact ties.
+            if current is None or (entry[2] > current[2] if entry[2] != current[2] else entry.beats(current)):
                 self._store(entry, current)
                 changed.append(entry)
-        self._context = self._context.merge(delta.context)
+        seen = self._seen
+        if delta._is_implicit:
+            add = seen.add
+            for entry in delta._entries:
+                node, counter = entry[3]
+                add(node, counter)
+            for node, counter in delta._superseded:
+                add(node, counter)
+        else:
+            seen.update(delta.context)
         return changed
 
     def merge(self, other: LWWMap) -> list[Entry]:
         """Join another replica's whole state into this one; returns the entries that changed here."""
         if not isinstance(other, LWWMap):
             raise LocalProtocolError(f"crdt: can only merge an LWWMap, got {type(other).__name__}")
-        return self.apply_delta(Delta(entries=tuple(other._entries.values()), context=other._context))
+        return self.apply_delta(Delta(entries=tuple(other._entries.values()), context=other.context))
 
     def _store(self, entry: Entry, replaced: Entry | None) -> None:
         if replaced is not None:
-            by_counter = self._by_dot.get(replaced.dot.node)
-            if by_counter is not None and by_counter.get(replaced.dot.counter) == replaced.key:
-                del by_counter[replaced.dot.counter]
+            old = replaced.dot
+            by_counter = self._by_dot.get(old.node)
+            if by_counter is not None and by_counter.get(old.counter) == replaced.key:
+                del by_counter[old.counter]
                 if not by_counter:
-                    del self._by_dot[replaced.dot.node]
+                    del self._by_dot[old.node]
         self._entries[entry.key] = entry
-        self._by_dot.setdefault(entry.dot.node, {})[entry.dot.counter] = entry.key
+        dot = entry.dot
+        by_counter = self._by_dot.get(dot.node)
+        if by_counter is None:
+            self._by_dot[dot.node] = {dot.counter: entry.key}
+        else:
+            by_counter[dot.counter] = entry.key
 
     def __repr__(self) -> str:
-        return f"LWWMap({self._node!r}, {len(self._entries)} entries, {self._context!r})"
+        return f"LWWMap({self._node!r}, {len(self._entries)} entries, {self.context!r})"

@@ -34,6 +34,14 @@ class SyncDelta:
     delta: Delta
     reply_context: CausalContext | None = None
 
+    @classmethod
+    def _trusted(cls, delta: Delta, reply_context: CausalContext | None) -> SyncDelta:
+        # Internal fast path for the codec, whose checks already ran.
+        msg = object.__new__(cls)
+        object.__setattr__(msg, "delta", delta)
+        object.__setattr__(msg, "reply_context", reply_context)
+        return msg
+
     def __post_init__(self) -> None:
         if not isinstance(self.delta, Delta):
             raise LocalProtocolError(f"crdt: SyncDelta.delta must be a Delta, got {type(self.delta).__name__}")

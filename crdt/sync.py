@@ -67,6 +67,9 @@ class SyncCore:
         self._max_entries = check_int(max_entries, "max_entries", minimum=1)
         self._relay = bool(relay)
         self._peers: dict[str, PeerSync] = {}
+        # (origin, entries) learned or written since the last outgoing(): handed to each peer's
+        # buffer there, once per flush, so a burst of receives costs one pass per peer.
+        self._backlog: list[tuple[str | None, tuple[Entry, ...] | list[Entry]]] = []
         self._flush_at: float | None = None
         self._stats = dict.fromkeys(_COUNTERS, 0)
 
@@ -123,12 +126,13 @@ class SyncCore:
         self._stats["entries_changed"] += len(changed)
         if state is not None:
             if msg.reply_context is not None:
-                state.learn(msg.reply_context.merge(msg.delta.context), authoritative=True)
+                state.learn(msg.reply_context, authoritative=True)
+                state.learn_delta(msg.delta)
                 state.reply = max(state.reply, REPLY)
                 self._postpone_digest(peer, state, now)
                 self._due(now)
             else:
-                state.learn(msg.delta.context, authoritative=False)
+                state.learn_delta(msg.delta)
         if self._relay:
             self._queue(changed, peer, now)
         return changed
@@ -136,12 +140,18 @@ class SyncCore:
     def outgoing(self, now: float) -> list[tuple[str, Message]]:
         """The messages due now, as ``(peer, message)`` pairs."""
         check_now(now)
-        context = self._store.context
+        seen = self._store._seen
         out: list[tuple[str, Message]] = []
+        if self._backlog:
+            for peer, state in self._peers.items():
+                for origin, entries in self._backlog:
+                    if origin != peer:
+                        state.push_all(entries)
+            self._backlog.clear()
         for peer, state in self._peers.items():
             asked = False
             if state.reply != NO_REPLY:
-                ask = state.reply == REPLY_AND_ASK and not state.confirmed.issubset(context)
+                ask = state.reply == REPLY_AND_ASK and not state.confirmed.within(seen)
                 messages = self._answer(state, ask)
                 asked = ask
             elif state.pending:
@@ -149,7 +159,7 @@ class SyncCore:
             else:
                 messages = []
             for msg in messages:
-                state.sent = state.sent.merge(msg.delta.context)
+                state.sent_delta(msg.delta)
                 self._stats["deltas_sent"] += 1
                 self._stats["entries_sent"] += len(msg.delta.entries)
                 out.append((peer, msg))
@@ -157,7 +167,7 @@ class SyncCore:
                 # Our reply_context already asked for what we lack: that was this interval's exchange.
                 state.digest_at = now + self._interval
             elif now >= state.digest_at:
-                out.append((peer, SyncDigest(context=context)))
+                out.append((peer, SyncDigest(context=self._store.context)))
                 self._stats["digests_sent"] += 1
                 state.digest_at = now + self._interval
         self._flush_at = None
@@ -175,18 +185,15 @@ class SyncCore:
         return dict(
             self._stats,
             peers=len(self._peers),
-            pending_entries=sum(len(state.pending) for state in self._peers.values()),
+            pending_entries=sum(len(state.pending) for state in self._peers.values())
+            + sum(len(entries) for _, entries in self._backlog),
         )
 
     # -- internals ---------------------------------------------------------------
 
     def _queue(self, entries: tuple[Entry, ...] | list[Entry], origin: str | None, now: float) -> None:
-        queued = False
-        for peer, state in self._peers.items():
-            if peer != origin:
-                for entry in entries:
-                    queued = state.push(entry) or queued
-        if queued:
+        if entries and self._peers:
+            self._backlog.append((origin, entries))
             self._due(now)
 
     def _due(self, now: float) -> None:
@@ -221,6 +228,6 @@ class SyncCore:
         deltas = []
         for start in range(0, len(items), self._max_entries):
             chunk = items[start : start + self._max_entries]
-            dots = [dot for entry, superseded in chunk for dot in (entry.dot, *superseded)]
-            deltas.append(Delta(entries=tuple(entry for entry, _ in chunk), context=CausalContext.from_dots(dots)))
+            superseded = tuple(dot for _, dots in chunk for dot in dots)
+            deltas.append(Delta._implicit(tuple(entry for entry, _ in chunk), superseded))
         return deltas

@@ -1,8 +1,10 @@
 """Golden wire vectors: the sync messages' encoding cannot drift silently (STYLE §5).
 
-``crdt_messages.json`` holds ``encode_message`` output for the fixed messages
-below. If a change here is intended, it is a wire change: bump
-``crdt.WIRE_VERSION``, then regenerate with
+``crdt_messages.json`` holds ``encode_message`` output (the current version)
+for the fixed messages below; ``crdt_messages_v1.json`` the version-1 form,
+which nodes still read. If a change here is intended, it is a wire change: bump
+``crdt.WIRE_VERSION``, keep the old file as ``crdt_messages_v<N>.json``, then
+regenerate with
 ``PYTHONPATH=. python tests/vectors/crdt/test_crdt_vectors.py > tests/vectors/crdt/crdt_messages.json``
 and review the diff.
 """
@@ -29,6 +31,7 @@ from crdt import (
 )
 
 VECTORS = Path(__file__).with_name("crdt_messages.json")
+VECTORS_V1 = Path(__file__).with_name("crdt_messages_v1.json")
 
 A, B = "12D3KooWNodeA", "12D3KooWNodeB"
 READING = Entry(
@@ -43,7 +46,8 @@ CONTEXT = CausalContext(VersionVector({A: 4, B: 5}), [Dot(B, 7), Dot("12D3KooWNo
 MESSAGES = {
     "digest_empty": SyncDigest(context=CausalContext()),
     "digest_with_cloud": SyncDigest(context=CONTEXT),
-    "delta_push": SyncDelta(delta=Delta(entries=(READING,), context=CausalContext.from_dots([READING.dot]))),
+    "delta_push": SyncDelta(delta=Delta.of_writes([READING])),
+    "delta_push_superseding": SyncDelta(delta=Delta.of_writes([READING, STATUS], superseded=[Dot(B, 6)])),
     "delta_answer_asking_back": SyncDelta(
         delta=Delta(entries=(STATUS, READING), context=CONTEXT),
         reply_context=CausalContext(VersionVector({A: 4, B: 7})),
@@ -78,6 +82,13 @@ def test_the_golden_vector_decodes_to_the_message(name):
 
 def test_every_vector_carries_the_current_wire_version():
     assert {vector["v"] for vector in golden().values()} == {WIRE_VERSION}
+
+
+@pytest.mark.parametrize("name", sorted(json.loads(VECTORS_V1.read_text())))
+def test_version_1_vectors_still_decode_to_the_same_messages(name):
+    v1 = json.loads(VECTORS_V1.read_text())[name]
+    assert v1["v"] == 1
+    assert decode_message(v1) == MESSAGES[name]
 
 
 if __name__ == "__main__":
