@@ -16,6 +16,7 @@ __all__ = [
     "LocalProtocolError",
     "MeshError",
     "Node",
+    "QuorumNotReached",
     "RemoteProtocolError",
 ]
 
@@ -26,6 +27,7 @@ _HOME = {
     "LocalProtocolError": "crdt.errors",
     "MeshError": "crdt.errors",
     "Node": "mesh.node",
+    "QuorumNotReached": "mesh.sensor_quorum",
     "RemoteProtocolError": "crdt.errors",
 }
 

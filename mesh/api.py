@@ -36,6 +36,7 @@ from crdt.errors import MeshError
 from inference import InvalidInput, decode_tensors, encode_tensors
 
 from .config import API_ADDR_FILE
+from .sensor_quorum import DEFAULT_TIMEOUT, QuorumNotReached
 from .wire import pack, unpack
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ MAX_BODY = 64 * 1024 * 1024
 
 def _error(exc: Exception) -> JSONResponse:
     status = 400
-    if isinstance(exc, ConsensusUnavailable):
+    if isinstance(exc, (ConsensusUnavailable, QuorumNotReached)):
         status = 503
     elif isinstance(exc, ConsensusError):
         status = 409
@@ -260,13 +261,18 @@ def build_app(node: "Node") -> Starlette:
 
     async def state_put(request: Request):
         body = await _json(request)
-        return JSONResponse(await node.state.put(_field(body, "key"), body.get("value")))
+        return JSONResponse(await node.state.put(
+            _field(body, "key"), body.get("value"),
+            consistency=body.get("consistency", "local"), timeout=body.get("timeout", DEFAULT_TIMEOUT)))
 
     async def state_get(request: Request):
         key = request.query_params.get("key", "")
-        entry = node.state.get(key)
+        level = request.query_params.get("consistency", "local")
+        entry = await node.state.read(key, consistency=level,
+                                      timeout=_number(request, "timeout", float, DEFAULT_TIMEOUT))
         if entry is None:
-            return JSONResponse({"error": f"crdt: key {key!r} is not set on this node"}, status_code=404)
+            where = "on any of a majority of members" if level == "majority" else "on this node"
+            return JSONResponse({"error": f"crdt: key {key!r} is not set {where}"}, status_code=404)
         return JSONResponse(entry)
 
     async def state_list(request: Request):

@@ -603,24 +603,38 @@ def state() -> None:
     """Sensor state: CRDT entries that sync between nodes and work offline."""
 
 
+def consistency_options(fn: Callable) -> Callable:
+    """``--consistency`` and ``--timeout`` for state reads and writes (mesh/sensor_quorum.py)."""
+    fn = click.option("--timeout", type=float, default=5.0, show_default=True,
+                      help="Seconds a majority read or write waits for the other members.")(fn)
+    return click.option("--consistency", default="local", show_default=True, metavar="local|majority",
+                        help="local: this node only; majority: wait for a majority of the mesh's members.")(fn)
+
+
+def _acked(d: dict) -> str:
+    return f" (acknowledged by {d['acks']} of {d['members']} members)" if "acks" in d else ""
+
+
 @state.command("put")
 @click.argument("key")
 @click.argument("value")
+@consistency_options
 @data_dir_option
 @reports_errors
-def state_put(key: str, value: str, data_dir: Path, as_json: bool) -> None:
-    """Write KEY = VALUE; durable on this node when the command returns."""
-    doc = client_for(data_dir).post("/state/put", {"key": key, "value": parse_value(value)})
-    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])}")
+def state_put(key: str, value: str, consistency: str, timeout: float, data_dir: Path, as_json: bool) -> None:
+    """Write KEY = VALUE; durable on this node (or a majority of members) when the command returns."""
+    doc = client_for(data_dir).state_put(key, parse_value(value), consistency=consistency, timeout=timeout)
+    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])}{_acked(d)}")
 
 
 @state.command("get")
 @click.argument("key")
+@consistency_options
 @data_dir_option
 @reports_errors
-def state_get(key: str, data_dir: Path, as_json: bool) -> None:
-    """Read KEY on this node."""
-    doc = client_for(data_dir).get("/state/get", key=key)
+def state_get(key: str, consistency: str, timeout: float, data_dir: Path, as_json: bool) -> None:
+    """Read KEY on this node (--consistency majority: the newest value among a majority of members)."""
+    doc = client_for(data_dir).state_get(key, consistency=consistency, timeout=timeout)
     emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
 
 

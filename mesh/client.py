@@ -104,3 +104,23 @@ class Client:
         """POST msgpack (tensors), return the decoded msgpack answer."""
         data, _ = self._request("POST", path, body=pack(body), content_type="application/msgpack")
         return unpack(data)
+
+    def state_put(self, key: str, value: Any, *, consistency: str = "local", timeout: float = 5.0) -> dict:
+        """``/state/put``: write KEY = VALUE, durable here (``local``) or on a majority of members."""
+        body = {"key": key, "value": value, "consistency": consistency, "timeout": timeout}
+        return self._waiting(timeout, lambda: self.post("/state/put", body))
+
+    def state_get(self, key: str, *, consistency: str = "local", timeout: float = 5.0) -> dict:
+        """``/state/get``: this node's entry (``local``) or the newest among a majority of members."""
+        return self._waiting(timeout, lambda: self.get("/state/get", key=key, consistency=consistency,
+                                                       timeout=str(timeout)))
+
+    def _waiting(self, node_timeout: Any, request: Any) -> Any:
+        """Run ``request`` with an HTTP timeout that outlasts the node's own wait (so its error arrives)."""
+        saved = self.timeout
+        if isinstance(node_timeout, (int, float)) and not isinstance(node_timeout, bool):
+            self.timeout = max(saved, min(float(node_timeout), 3600.0) + 10.0)
+        try:
+            return request()
+        finally:
+            self.timeout = saved

@@ -6,6 +6,8 @@ call to that loop and waits for the answer (from asyncio, wrap calls in
 
     with BackgroundNode(Config.load("~/.meshnode")) as node:
         node.state.put("kitchen/temp", 21.5)
+        node.state.put("door/lock", "shut", consistency="majority")   # on a majority of members
+        print(node.state.read("door/lock", consistency="majority"))   # the newest among a majority
         print(node.config.get("mode"))
         print(node.config.get("mode", stale=True))      # without a majority too
         token = node.tasks.acquire("nightly-backup", 30.0)["token"]

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_public_names_are_pinned():
     assert mesh.__all__ == [
-        "BackgroundNode", "Config", "InferResult", "LocalProtocolError", "MeshError", "Node", "RemoteProtocolError",
+        "BackgroundNode", "Config", "InferResult", "LocalProtocolError", "MeshError", "Node", "QuorumNotReached",
+        "RemoteProtocolError",
     ]
     for name in mesh.__all__:
         assert getattr(mesh, name) is not None
