@@ -78,6 +78,17 @@ class SyncSettings(_Section):
     """Sensor-state anti-entropy settings."""
 
     interval: float = Field(0.5, gt=0, le=60, description="seconds between digest exchanges with each peer")
+    max_store_mb: float = Field(
+        1024, gt=0,
+        description="MB the sensor-state file may hold. A node cut off from its peers keeps taking writes, "
+        "stored here until they sync; beyond this, writes of new keys fail with a clear error (overwrites "
+        "that do not grow a value still pass) and nothing stored is lost. Entries from peers are not refused",
+    )
+    min_free_mb: float = Field(
+        64, ge=0,
+        description="MB that must stay free on the data dir's disk: below it every local write fails with a "
+        "clear error instead of SQLite running out of space mid-write",
+    )
 
 
 class DiscoverySettings(_Section):

@@ -71,8 +71,6 @@ from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
 from .raft_keys import KeySet, RaftKeyRing
 from .rpc import RemoteError, RpcPlane
-from .sensor_quorum import READ_METHOD, WRITE_METHOD
-from .sensor_replicas import Replicas
 from .sensors import SensorState
 from .voters import (
     AddVoter,
@@ -136,7 +134,6 @@ class Node:
         self.rpc = RpcPlane(self.host, nursery)
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
         self.state = state
-        self.state.replicas = Replicas.for_node(self)  # majority reads and writes (mesh/sensor_quorum.py)
         self.config = ClusterConfig(self)
         self.tasks = ClusterTasks(self)
         self.placement = ClusterPlacement(self)
@@ -188,6 +185,7 @@ class Node:
             state = await trio.to_thread.run_sync(
                 lambda: SensorState(peer_id, data_dir / "sensors.sqlite", interval=config.sync.interval)
             )
+            state.limit_store(config.sync.max_store_mb, config.sync.min_free_mb)
             node: Node | None = None
             try:
                 async with trio.open_nursery() as nursery:
@@ -1184,7 +1182,5 @@ class Node:
         route_note("bye", self._on_bye)
         route_note("identity.conflict", self._on_identity_conflict)
         route_note("crdt.sync", self.state.receive)
-        route(WRITE_METHOD, self.state.on_write)
-        route(READ_METHOD, self.state.on_read)
         route_note(SWIM_METHOD, self.membership.receive)  # replaces the driver's unguarded route
         self.rpc.route_note("admission.refused", self.admission.on_refused)  # how a refused node learns why

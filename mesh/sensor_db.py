@@ -15,10 +15,21 @@ Damage is detected at open and never served (``StoreCorrupt``):
   created, checked whenever the node's epoch file says a store existed here.
 
 The node then moves the file aside and re-syncs from its peers.
+
+The file is bounded (``check_room``, before a local write changes anything):
+a node cut off from its peers keeps taking writes — they wait in this file
+until the digest exchange hands them over — but only up to ``max_bytes`` of
+rows and while ``min_free`` bytes of disk stay free. Beyond the size limit new
+keys are refused and overwrites still pass if they do not grow the value past
+``OVERWRITE_ROOM`` bytes (a row replaced in place: a device keeps reporting its
+current readings); the disk floor refuses every local write. Entries from
+peers are never refused by the limit (that would stop convergence). A real
+disk-full error during a save is ``StoreFull`` too (see ``is_disk_full``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -42,10 +53,24 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL, crc INTEGER);
 """
 STORE_MARK = b"meshnode sensor store v1"
+MB = 1024 * 1024
+OVERWRITE_ROOM = 64  # bytes an overwrite may grow a value to when the store is full
 
 
 class StoreCorrupt(MeshError):
     """The sensor-state file failed its integrity check."""
+
+
+class StoreFull(MeshError):
+    """A local write was refused (store at its size limit, or the disk at its floor); nothing changed."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a failed save ran out of disk (SQLITE_FULL, or ENOSPC/EDQUOT from the OS)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _crc(*fields: str | bytes | int) -> int:
@@ -95,8 +120,10 @@ class SensorDB:
     exists), so a missing, empty or unmarked file is damage, not a first start.
     """
 
-    def __init__(self, path: Path, *, expect_store: bool = False) -> None:
+    def __init__(self, path: Path, *, expect_store: bool = False,
+                 max_bytes: int = 1024 * MB, min_free: int = 64 * MB) -> None:
         self.path = path
+        self.max_bytes, self.min_free = max_bytes, min_free
         if expect_store and (not path.exists() or path.stat().st_size == 0):
             state = "is missing" if not path.exists() else "is empty (truncated to 0 bytes)"
             raise StoreCorrupt(f"crdt-store: {path} {state}, but this node kept its sensor state there")
@@ -143,6 +170,44 @@ class SensorDB:
             if self._db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
                 cur.execute("ROLLBACK")
             raise
+
+    def usage(self) -> dict:
+        """Bytes the store holds and bytes free on its disk.
+
+        ``store_bytes`` counts the database's live pages (its logical size, WAL
+        included); the WAL file itself is transient, checkpointed at ~4 MB.
+        """
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free_pages = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        wal = self.path.with_name(self.path.name + "-wal")
+        disk = os.statvfs(self.path.parent)
+        return {"store_bytes": (pages - free_pages) * page_size,
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                "disk_free_bytes": disk.f_bavail * disk.f_frsize,
+                "max_store_bytes": self.max_bytes, "min_free_bytes": self.min_free}
+
+    def check_room(self, key: str, size: int) -> None:
+        """Refuse (``StoreFull``) a local write of ``size`` value bytes to ``key`` that the bounds do not allow."""
+        use = self.usage()
+        name = self.path.name
+        if use["disk_free_bytes"] - size < self.min_free:
+            raise StoreFull(
+                f"crdt-store: the disk of {name} is full: {use['disk_free_bytes'] / MB:.1f} MB free, "
+                f"sync.min_free_mb is {self.min_free / MB:g}; the write of {key!r} was refused and nothing "
+                "changed. Free disk space (or lower sync.min_free_mb in node.yaml); stored writes are kept"
+            )
+        if use["store_bytes"] + size <= self.max_bytes:
+            return
+        row = self._db.execute("SELECT length(value) FROM entries WHERE key=?", (key,)).fetchone()
+        if row is not None and size <= max(row[0], OVERWRITE_ROOM):
+            return  # replaced in place: the store does not grow
+        raise StoreFull(
+            f"crdt-store: {name} is full: {use['store_bytes'] / MB:.1f} MB of sync.max_store_mb "
+            f"{self.max_bytes / MB:g}; the write of {'new key ' if row is None else ''}{key!r} was refused and "
+            "nothing changed. Overwrites of existing keys still work; raise sync.max_store_mb in node.yaml "
+            "and restart to store more; stored writes are kept and sync when peers are reachable"
+        )
 
     def load(self) -> tuple[list[Entry], CausalContext | None, Timestamp | None]:
         """Every stored entry, the causal context and the clock's last timestamp (each row's CRC checked)."""

@@ -21,24 +21,7 @@ import trio
 from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, decode_message, encode_message
 from crdt.errors import MeshError
 
-from .sensor_db import SensorDB, StoreCorrupt, read_epoch, write_epoch
-from .sensor_quorum import (
-    DEFAULT_TIMEOUT,
-    MAJORITY,
-    READ_METHOD,
-    WRITE_METHOD,
-    ReadQuorum,
-    WriteQuorum,
-    check_level,
-    check_timeout,
-    read_answer,
-    read_read_answer,
-    read_read_request,
-    read_request,
-    read_write_request,
-    write_request,
-)
-from .sensor_replicas import Replicas
+from .sensor_db import MB, SensorDB, StoreCorrupt, StoreFull, is_disk_full, read_epoch, write_epoch
 
 log = logging.getLogger("meshnode.sensors")
 
@@ -109,19 +92,11 @@ class SensorState:
         self._wake = trio.Event()
         self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
         self.broken = ""  # set when a write to disk failed: no more writes or sync until restart
-        self._node_id = node_id
-        self.replicas = Replicas.alone()  # the node attaches the mesh (consistency levels)
 
     # -- the API ---------------------------------------------------------------
 
-    async def put(self, key: str, value: Any, *, consistency: str = "local",
-                  timeout: float = DEFAULT_TIMEOUT) -> dict:
-        """Write a reading; returns once it is durable on this node (``local``) or on a majority.
-
-        A ``majority`` write that times out raises ``QuorumNotReached``; the
-        write is kept here and still syncs (see ``mesh.sensor_quorum``).
-        """
-        level, timeout = check_level(consistency), check_timeout(timeout)
+    async def put(self, key: str, value: Any) -> dict:
+        """Write a reading; returns once it is durable on this node."""
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
             raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
         try:
@@ -132,51 +107,18 @@ class SensorState:
             raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
         async with self._lock:
             self._check_usable()
+            self._db.check_room(key, size)  # before anything changes: a refused write leaves no trace
             ts = self._clock.now(wall_ms())
             delta = self._map.put(key, value, ts)
             await self._save(list(delta.entries), ts)
             self._core.local_write(delta, trio.current_time())
         self._wake.set()
-        doc = entry_to_json(self._map.get(key))
-        if level == MAJORITY:
-            quorum = WriteQuorum(self._node_id, self.replicas.members())
-            acked = await self.replicas.gather(
-                quorum, WRITE_METHOD, write_request(delta), lambda peer, _: quorum.ack(peer), timeout)
-            if not acked:
-                raise quorum.error(key, timeout)
-            doc.update(consistency=MAJORITY, acks=len(quorum.answered), members=quorum.members)
-        return doc
+        return entry_to_json(self._map.get(key))
 
-    def get(self, key: str, consistency: str = "local") -> dict | None:
-        """The current entry for ``key`` on this node, or None (a majority read is ``read``)."""
-        if check_level(consistency) == MAJORITY:
-            raise MeshError("crdt: a majority read waits for peers; use `await state.read(key, "
-                            "consistency='majority')`")
+    def get(self, key: str) -> dict | None:
+        """The current entry for ``key`` on this node, or None."""
         entry = self._map.get(key)
         return entry_to_json(entry) if entry is not None else None
-
-    async def read(self, key: str, *, consistency: str = "local", timeout: float = DEFAULT_TIMEOUT) -> dict | None:
-        """The entry for ``key``: this node's (``local``), or the newest among a majority (``majority``).
-
-        A majority read applies the winner here (read repair, persisted) before
-        returning it, and raises ``QuorumNotReached`` if too few members answer.
-        """
-        level, timeout = check_level(consistency), check_timeout(timeout)
-        if level != MAJORITY:
-            return self.get(key)
-        quorum = ReadQuorum(self._node_id, self.replicas.members(), self._map.get(key))
-        answered = await self.replicas.gather(
-            quorum, READ_METHOD, read_request(key),
-            lambda peer, body: quorum.answer(peer, read_read_answer(body, key)), timeout)
-        if not answered:
-            raise quorum.error(key, timeout)
-        repair = quorum.repair
-        if repair is not None:
-            await self._apply(quorum.source, repair)
-        doc = self.get(key)
-        if doc is not None:
-            doc.update(consistency=MAJORITY, answers=len(quorum.answered), members=quorum.members)
-        return doc
 
     def list(self, prefix: str = "") -> list[dict]:
         """Entries whose key starts with ``prefix``, sorted by key."""
@@ -203,10 +145,6 @@ class SensorState:
         except MeshError:
             self.stats["bad_messages"] += 1
             raise
-        await self._apply(peer, msg)
-
-    async def _apply(self, peer: str, msg) -> None:
-        """Feed a decoded message to the core and persist what changed (sync, majority writes, read repair)."""
         async with self._lock:
             self._check_usable()
             changed = self._core.receive(peer, msg, trio.current_time())
@@ -218,25 +156,6 @@ class SensorState:
                 await self._save(list(changed), self._clock.last)
         self._wake.set()
 
-    async def on_write(self, peer: str, body: Any) -> dict:
-        """``crdt.write``: a peer's majority write; answered only once it is persisted here."""
-        try:
-            msg = read_write_request(body)
-        except MeshError:
-            self.stats["bad_messages"] += 1
-            raise
-        await self._apply(peer, msg)
-        return {"ok": True}
-
-    async def on_read(self, peer: str, body: Any) -> dict:
-        """``crdt.read``: our entry for a key, for a peer's majority read."""
-        try:
-            key = read_read_request(body)
-        except MeshError:
-            self.stats["bad_messages"] += 1
-            raise
-        return read_answer(self._map.get(key))
-
     def _check_usable(self) -> None:
         if self.broken:
             raise MeshError(f"crdt-store: {self.broken}; restart the node to recover from its file")
@@ -246,9 +165,35 @@ class SensorState:
         try:
             await trio.to_thread.run_sync(self._db.save, entries, self._map.context, clock)
         except Exception as exc:
+            if is_disk_full(exc) and await self._reload():
+                message = (f"crdt-store: the disk of {self._path.name} is full ({exc}); the change was not "
+                           "stored and nothing changed. Free disk space; stored writes are kept")
+                log.error("%s", message)
+                raise StoreFull(message) from exc
             self.broken = f"writing {self._path.name} failed ({exc}); the store is read-only"
             log.error("crdt-store: %s", self.broken)
             raise MeshError(f"crdt-store: {self.broken}") from exc
+
+    async def _reload(self) -> bool:
+        """Go back to what the file holds (a save found no disk space); False if even that fails.
+
+        Safe because nothing left since memory changed (``outgoing`` waits for
+        ``_lock``): no acknowledged write is dropped and no dot anyone saw is reused.
+        """
+        try:
+            entries, context, _ = await trio.to_thread.run_sync(self._db.load)
+        except Exception:
+            return False
+        peers = self._core.peers()
+        self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
+        self._core = SyncCore(self._map, interval=self._core.interval)
+        for peer in peers:
+            self._core.add_peer(peer, trio.current_time())
+        return True
+
+    def limit_store(self, max_store_mb: float, min_free_mb: float) -> None:
+        """Bound local writes: at most ``max_store_mb`` stored, at least ``min_free_mb`` left on the disk."""
+        self._db.max_bytes, self._db.min_free = int(max_store_mb * MB), int(min_free_mb * MB)
 
     async def run(self, send: Callable[[str, dict], Any], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Drive the sync core until cancelled; ``send(peer, msg)`` delivers a message."""
@@ -281,7 +226,7 @@ class SensorState:
 
     def statistics(self) -> dict:
         """Counters for status and metrics."""
-        return dict(self.stats, keys=len(self._map), writer=self.writer, broken=self.broken,
+        return dict(self.stats, keys=len(self._map), writer=self.writer, broken=self.broken, store=self._db.usage(),
                     core=self._core.statistics())
 
     def close(self) -> None:
