@@ -71,6 +71,8 @@ from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
 from .raft_keys import KeySet, RaftKeyRing
 from .rpc import RemoteError, RpcPlane
+from .sensor_quorum import READ_METHOD, WRITE_METHOD
+from .sensor_replicas import Replicas
 from .sensors import SensorState
 from .voters import (
     AddVoter,
@@ -134,6 +136,7 @@ class Node:
         self.rpc = RpcPlane(self.host, nursery)
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
         self.state = state
+        self.state.replicas = Replicas.for_node(self)  # majority reads and writes (mesh/sensor_quorum.py)
         self.config = ClusterConfig(self)
         self.tasks = ClusterTasks(self)
         self.placement = ClusterPlacement(self)
@@ -1182,5 +1185,7 @@ class Node:
         route_note("bye", self._on_bye)
         route_note("identity.conflict", self._on_identity_conflict)
         route_note("crdt.sync", self.state.receive)
+        route(WRITE_METHOD, self.state.on_write)
+        route(READ_METHOD, self.state.on_read)
         route_note(SWIM_METHOD, self.membership.receive)  # replaces the driver's unguarded route
         self.rpc.route_note("admission.refused", self.admission.on_refused)  # how a refused node learns why

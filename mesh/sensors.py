@@ -22,6 +22,23 @@ from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, decode_message, en
 from crdt.errors import MeshError
 
 from .sensor_db import MB, SensorDB, StoreCorrupt, StoreFull, is_disk_full, read_epoch, write_epoch
+from .sensor_quorum import (
+    DEFAULT_TIMEOUT,
+    MAJORITY,
+    READ_METHOD,
+    WRITE_METHOD,
+    ReadQuorum,
+    WriteQuorum,
+    check_level,
+    check_timeout,
+    read_answer,
+    read_read_answer,
+    read_read_request,
+    read_request,
+    read_write_request,
+    write_request,
+)
+from .sensor_replicas import Replicas
 
 log = logging.getLogger("meshnode.sensors")
 
@@ -92,11 +109,19 @@ class SensorState:
         self._wake = trio.Event()
         self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
         self.broken = ""  # set when a write to disk failed: no more writes or sync until restart
+        self._node_id = node_id
+        self.replicas = Replicas.alone()  # the node attaches the mesh (consistency levels)
 
     # -- the API ---------------------------------------------------------------
 
-    async def put(self, key: str, value: Any) -> dict:
-        """Write a reading; returns once it is durable on this node."""
+    async def put(self, key: str, value: Any, *, consistency: str = "local",
+                  timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """Write a reading; returns once it is durable on this node (``local``) or on a majority.
+
+        A ``majority`` write that times out raises ``QuorumNotReached``; the
+        write is kept here and still syncs (see ``mesh.sensor_quorum``).
+        """
+        level, timeout = check_level(consistency), check_timeout(timeout)
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
             raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
         try:
@@ -113,12 +138,46 @@ class SensorState:
             await self._save(list(delta.entries), ts)
             self._core.local_write(delta, trio.current_time())
         self._wake.set()
-        return entry_to_json(self._map.get(key))
+        doc = entry_to_json(self._map.get(key))
+        if level == MAJORITY:
+            quorum = WriteQuorum(self._node_id, self.replicas.members())
+            acked = await self.replicas.gather(
+                quorum, WRITE_METHOD, write_request(delta), lambda peer, _: quorum.ack(peer), timeout)
+            if not acked:
+                raise quorum.error(key, timeout)
+            doc.update(consistency=MAJORITY, acks=len(quorum.answered), members=quorum.members)
+        return doc
 
-    def get(self, key: str) -> dict | None:
-        """The current entry for ``key`` on this node, or None."""
+    def get(self, key: str, consistency: str = "local") -> dict | None:
+        """The current entry for ``key`` on this node, or None (a majority read is ``read``)."""
+        if check_level(consistency) == MAJORITY:
+            raise MeshError("crdt: a majority read waits for peers; use `await state.read(key, "
+                            "consistency='majority')`")
         entry = self._map.get(key)
         return entry_to_json(entry) if entry is not None else None
+
+    async def read(self, key: str, *, consistency: str = "local", timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+        """The entry for ``key``: this node's (``local``), or the newest among a majority (``majority``).
+
+        A majority read applies the winner here (read repair, persisted) before
+        returning it, and raises ``QuorumNotReached`` if too few members answer.
+        """
+        level, timeout = check_level(consistency), check_timeout(timeout)
+        if level != MAJORITY:
+            return self.get(key)
+        quorum = ReadQuorum(self._node_id, self.replicas.members(), self._map.get(key))
+        answered = await self.replicas.gather(
+            quorum, READ_METHOD, read_request(key),
+            lambda peer, body: quorum.answer(peer, read_read_answer(body, key)), timeout)
+        if not answered:
+            raise quorum.error(key, timeout)
+        repair = quorum.repair
+        if repair is not None:
+            await self._apply(quorum.source, repair)
+        doc = self.get(key)
+        if doc is not None:
+            doc.update(consistency=MAJORITY, answers=len(quorum.answered), members=quorum.members)
+        return doc
 
     def list(self, prefix: str = "") -> list[dict]:
         """Entries whose key starts with ``prefix``, sorted by key."""
@@ -145,6 +204,10 @@ class SensorState:
         except MeshError:
             self.stats["bad_messages"] += 1
             raise
+        await self._apply(peer, msg)
+
+    async def _apply(self, peer: str, msg) -> None:
+        """Feed a decoded message to the core and persist what changed (sync, majority writes, read repair)."""
         async with self._lock:
             self._check_usable()
             changed = self._core.receive(peer, msg, trio.current_time())
@@ -155,6 +218,25 @@ class SensorState:
                     self._clock.observe(entry.ts, now_wall)
                 await self._save(list(changed), self._clock.last)
         self._wake.set()
+
+    async def on_write(self, peer: str, body: Any) -> dict:
+        """``crdt.write``: a peer's majority write; answered only once it is persisted here."""
+        try:
+            msg = read_write_request(body)
+        except MeshError:
+            self.stats["bad_messages"] += 1
+            raise
+        await self._apply(peer, msg)
+        return {"ok": True}
+
+    async def on_read(self, peer: str, body: Any) -> dict:
+        """``crdt.read``: our entry for a key, for a peer's majority read."""
+        try:
+            key = read_read_request(body)
+        except MeshError:
+            self.stats["bad_messages"] += 1
+            raise
+        return read_answer(self._map.get(key))
 
     def _check_usable(self) -> None:
         if self.broken:
