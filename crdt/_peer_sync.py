@@ -45,10 +45,14 @@ class PeerSync:
 
     def learn_delta(self, delta: Delta) -> None:
         """The peer sent us ``delta``, so it has (at least) its context."""
-        if delta.implicit:
+        if delta._is_implicit:
             confirm = self.confirmed.add
             send = self.sent.add
-            for node, counter in delta.dots():
+            for entry in delta._entries:
+                node, counter = entry[3]
+                confirm(node, counter)
+                send(node, counter)
+            for node, counter in delta._superseded:
                 confirm(node, counter)
                 send(node, counter)
         else:

@@ -1,22 +1,24 @@
 """The wire form of sync messages: plain maps that msgpack (or JSON) carries as is.
 
-Version 2 (written and read) names each node once per message, in ``"n"``,
-and refers to it by index everywhere else; entries and dots are flat lists:
+Version 2 (written and read) is a list. It names each node once per
+message, in ``nodes``, and refers to it by index everywhere else; entries and
+dots are flat lists:
 
-    {"t": "digest", "v": 2, "n": [node, ...], "c": context}
-    {"t": "delta",  "v": 2, "n": [node, ...],
-     "e": [key, value, wall_ms, hlc_counter, node_index, dot_counter, ...],
-     "x": [node_index, counter, ...],      # superseded dots of a push, or []
-     "c": context | None,                  # None: the context is exactly the entries' and "x" dots
-     "r": context | None}                  # reply_context
-    context = [[node_index, top, ...], [node_index, counter, ...]]   # vector, cloud
+    ["digest", 2, nodes, context]
+    ["delta",  2, nodes, entries, superseded, context | None, reply_context | None]
+    nodes      = [node, ...]
+    entries    = [key, value, wall_ms, hlc_counter, node_index, dot_counter, ...]
+    superseded = [node_index, counter, ...]     # dots a push's entries superseded, or []
+    context    = [[node_index, top, ...], [node_index, counter, ...]]   # vector, cloud
+
+A delta whose context is None (a push) accounts for exactly its entries' and
+superseded dots.
 
 An entry's timestamp and dot always name the same writer (``Entry``), so one
 index serves both. A libp2p peer id is 52 characters: naming it once instead
 of twice per entry is most of the difference in size from version 1.
 
-Version 1 (the nested form, ``{"t", "v": 1, "context"/"delta", "reply_context"}``)
-is still read, so a mesh can be upgraded one node at a time.
+Version 1 (a map: ``{"t", "v": 1, "context"/"delta", "reply_context"}``) is still read, so a mesh can be upgraded one node at a time.
 
 ``decode_message`` trusts nothing: any malformed input raises
 ``RemoteProtocolError`` whose message names the offending field. It checks a
@@ -52,18 +54,21 @@ READ_VERSIONS = (1, 2)
 """The ``"v"`` values this node reads."""
 
 _FIELDS_V1 = {"digest": ("t", "v", "context"), "delta": ("t", "v", "delta", "reply_context")}
-_FIELDS_V2 = {"digest": ("t", "v", "n", "c"), "delta": ("t", "v", "n", "e", "x", "c", "r")}
+_SHAPE_V2 = {
+    "digest": '["digest", 2, nodes, context]',
+    "delta": '["delta", 2, nodes, entries, superseded, context, reply_context]',
+}
 _SCALARS = (str, float, int, bool, type(None))
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def encode_message(msg: Message) -> dict:
-    """``msg`` as a plain map with a ``"t"`` type tag and ``"v"`` version (the current one)."""
+def encode_message(msg: Message) -> list:
+    """``msg`` in the current wire form: a list led by its type and version."""
     if isinstance(msg, SyncDigest):
         nodes = _Nodes()
         context = nodes.context(msg.context)
-        return {"t": "digest", "v": WIRE_VERSION, "n": nodes.names, "c": context}
+        return ["digest", WIRE_VERSION, nodes.names, context]
     if isinstance(msg, SyncDelta):
         nodes = _Nodes()
         index = nodes.index
@@ -79,7 +84,7 @@ def encode_message(msg: Message) -> dict:
             extra = []
             context = nodes.context(delta.context)
         reply = None if msg.reply_context is None else nodes.context(msg.reply_context)
-        return {"t": "delta", "v": WIRE_VERSION, "n": nodes.names, "e": flat, "x": extra, "c": context, "r": reply}
+        return ["delta", WIRE_VERSION, nodes.names, flat, extra, context, reply]
     raise LocalProtocolError(f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest or SyncDelta")
 
 
@@ -132,47 +137,53 @@ def _remote(where: str, problem: str) -> RemoteProtocolError:
 
 
 def _decode(obj: Any) -> Message:
+    if type(obj) is list:
+        if len(obj) < 2:
+            raise _remote("message", "expected [type, version, ...]")
+        kind, version = obj[0], obj[1]
+        if type(version) is not int or version not in READ_VERSIONS or version == 1:
+            raise _unsupported(version)
+        if kind == "delta":
+            if len(obj) != 7:
+                raise _remote("delta message", f"expected {_SHAPE_V2['delta']}, got {len(obj)} items")
+            return _decode_delta(obj)
+        if kind == "digest":
+            if len(obj) != 4:
+                raise _remote("digest message", f"expected {_SHAPE_V2['digest']}, got {len(obj)} items")
+            return SyncDigest(context=_context(obj[3], obj[2], _nodes(obj[2]), "context"))
+        raise _remote("message", f"unknown message type {kind!r}; expected 'digest' or 'delta'")
     if not isinstance(obj, dict):
-        raise _remote("message", f"expected a map, got {type(obj).__name__}")
+        raise _remote("message", f"expected a list (or a version-1 map), got {type(obj).__name__}")
     if "v" not in obj:
         raise _remote("message", "missing field 'v' (the wire version)")
     version = obj["v"]
-    if type(version) is not int or version not in READ_VERSIONS:
-        raise _remote(
-            "message",
-            f"wire version {version!r} is not supported; this node reads {', '.join(map(str, READ_VERSIONS))}",
-        )
+    if type(version) is not int or version != 1:
+        raise _unsupported(version)
     if "t" not in obj:
         raise _remote("message", "missing field 't' (the message type)")
     kind = obj["t"]
     if kind != "digest" and kind != "delta":
         raise _remote("message", f"unknown message type {kind!r}; expected 'digest' or 'delta'")
-    if version == 1:
-        return _decode_v1(obj, kind)
-    if len(obj) != len(_FIELDS_V2[kind]):
-        with wire_errors(f"{kind} message"):
-            check_fields(obj, _FIELDS_V2[kind])
-    try:
-        nodes = obj["n"]
-        if kind == "digest":
-            return SyncDigest(context=_context(obj["c"], nodes, _nodes(nodes), "c"))
-        return _decode_delta(obj, nodes)
-    except KeyError as exc:
-        with wire_errors(f"{kind} message"):
-            check_fields(obj, _FIELDS_V2[kind])
-        raise _remote(f"{kind} message", f"missing field {exc}") from None
+    return _decode_v1(obj, kind)
+
+
+def _unsupported(version: Any) -> RemoteProtocolError:
+    readable = ", ".join(map(str, READ_VERSIONS))
+    return _remote("message", f"wire version {version!r} is not supported; this node reads {readable}")
 
 
 def _nodes(nodes: Any) -> int:
     """Check the node table; return its length."""
+    if type(nodes) is list and len(nodes) == 1 and type(nodes[0]) is str and 0 < len(nodes[0]) <= MAX_NODE_LEN:
+        return 1  # a push from one writer
     if type(nodes) is not list:
-        raise _remote("n", f"expected a list of node ids, got {type(nodes).__name__}")
+        raise _remote("nodes", f"expected a list of node ids, got {type(nodes).__name__}")
     for i, node in enumerate(nodes):
         if type(node) is not str or not 0 < len(node) <= MAX_NODE_LEN:
             what = f"a {type(node).__name__}" if type(node) is not str else f"{len(node)} characters"
-            raise _remote(f"n[{i}]", f"node id must be a string of 1 to {MAX_NODE_LEN} characters, got {what}")
+            raise _remote(f"nodes[{i}]", f"node id must be a string of 1 to {MAX_NODE_LEN} characters, got {what}")
     if len(set(nodes)) != len(nodes):
-        raise _remote("n", "names a node twice")
+        raise _remote("nodes", "names a node twice")
     return len(nodes)
 
 
@@ -208,11 +219,11 @@ def _context(obj: Any, nodes: list, n_nodes: int, where: str) -> CausalContext:
     return CausalContext(vv, [_dot(nodes[flat_cloud[i]], flat_cloud[i + 1]) for i in range(0, len(flat_cloud), 2)])
 
 
-def _decode_delta(obj: dict, nodes: Any) -> SyncDelta:
+def _decode_delta(obj: list) -> SyncDelta:
+    _, _, nodes, flat, extra, context, reply = obj
     n_nodes = _nodes(nodes)
-    flat = obj["e"]
     if type(flat) is not list or len(flat) % 6:
-        raise _remote("e", "expected a flat list of [key, value, wall_ms, counter, node_index, dot_counter] entries")
+        raise _remote("entries", "expected a flat list of [key, value, wall_ms, counter, node_index, dot_counter] entries")
     if len(flat) == 6:
         # One reading, the common push: straight-line checks, same rules as the loop below.
         values = [flat[1]]
@@ -238,39 +249,36 @@ def _decode_delta(obj: dict, nodes: Any) -> SyncDelta:
         entries = tuple(
             map(_entry, keys, values, map(_timestamp, walls, hlcs, writer_ids), map(_dot, writer_ids, counters))
         )
-    extra = obj["x"]
-    context = obj["c"]
     if context is None:
         if extra == []:
             delta = Delta._implicit(entries, ())
         else:
-            flat_extra = _flat_pairs(extra, n_nodes, "x", 1)
+            flat_extra = _flat_pairs(extra, n_nodes, "superseded", 1)
             superseded = tuple(_dot(nodes[flat_extra[i]], flat_extra[i + 1]) for i in range(0, len(flat_extra), 2))
             delta = Delta._implicit(entries, superseded)
     else:
         if extra != []:
-            raise _remote("x", "superseded dots travel only in a delta without a context ('c' is set)")
-        ctx = _context(context, nodes, n_nodes, "c")
+            raise _remote("superseded", "superseded dots travel only in a delta without a context")
+        ctx = _context(context, nodes, n_nodes, "context")
         for entry in entries:
             if not ctx.contains(entry.dot):
                 raise _remote("delta", f"entry {entry.key!r} has dot {entry.dot.to_wire()} outside the delta's context")
         delta = Delta._explicit(entries, ctx)
-    reply = obj["r"]
-    reply_context = None if reply is None else _context(reply, nodes, n_nodes, "r")
+    reply_context = None if reply is None else _context(reply, nodes, n_nodes, "reply_context")
     return SyncDelta._trusted(delta, reply_context)
 
 
 def _check_entry(i: int, key: Any, wall: Any, hlc: Any, writer: Any, dot: Any, n_nodes: int) -> None:
     if type(key) is not str:
-        raise _remote(f"e[{i}].key", f"must be a string, got {type(key).__name__}")
+        raise _remote(f"entries[{i}].key", f"must be a string, got {type(key).__name__}")
     if type(wall) is not int or not 0 <= wall <= MAX_INT:
-        raise _remote(f"e[{i}].wall_ms", f"must be an int between 0 and {MAX_INT}, got {wall!r}")
+        raise _remote(f"entries[{i}].wall_ms", f"must be an int between 0 and {MAX_INT}, got {wall!r}")
     if type(hlc) is not int or not 0 <= hlc <= MAX_INT:
-        raise _remote(f"e[{i}].counter", f"must be an int between 0 and {MAX_INT}, got {hlc!r}")
+        raise _remote(f"entries[{i}].counter", f"must be an int between 0 and {MAX_INT}, got {hlc!r}")
     if type(writer) is not int or not 0 <= writer < n_nodes:
-        raise _remote(f"e[{i}].node", f"node index {writer!r} is not in the message's node table")
+        raise _remote(f"entries[{i}].node", f"node index {writer!r} is not in the message's node table")
     if type(dot) is not int or not 1 <= dot <= MAX_INT:
-        raise _remote(f"e[{i}].dot", f"must be an int between 1 and {MAX_INT}, got {dot!r}")
+        raise _remote(f"entries[{i}].dot", f"must be an int between 1 and {MAX_INT}, got {dot!r}")
 
 
 def _check_value(i: int, key: str, values: list) -> None:
@@ -279,12 +287,12 @@ def _check_value(i: int, key: str, values: list) -> None:
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):
-            raise _remote(f"e[{i}].value", f"holds {value}; only finite numbers are allowed")
+            raise _remote(f"entries[{i}].value", f"holds {value}; only finite numbers are allowed")
     elif kind is int:
         if not _INT_MIN <= value <= _INT_MAX:
-            raise _remote(f"e[{i}].value", "holds an integer outside the 64-bit range")
+            raise _remote(f"entries[{i}].value", "holds an integer outside the 64-bit range")
     elif kind not in _SCALARS:
-        with wire_errors(f"e[{i}].value"):
+        with wire_errors(f"entries[{i}].value"):
             values[i] = json_value(value, f"value of {key!r}")
 
 
@@ -293,9 +301,9 @@ def _explain_keys(keys: list) -> None:
     seen = set()
     for i, key in enumerate(keys):
         if type(key) is not str:
-            raise _remote(f"e[{i}].key", f"must be a string, got {type(key).__name__}")
+            raise _remote(f"entries[{i}].key", f"must be a string, got {type(key).__name__}")
         if key in seen:
-            raise _remote("e", f"holds two entries for key {key!r}")
+            raise _remote("entries", f"holds two entries for key {key!r}")
         seen.add(key)
 
 

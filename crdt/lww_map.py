@@ -170,9 +170,14 @@ class LWWMap:
         seen = self._seen
         if delta._is_implicit:
             add = seen.add
+            vv = seen.vv
             for entry in delta._entries:
                 node, counter = entry[3]
-                add(node, counter)
+                if counter == vv.get(node, 0) + 1 and node not in seen.cloud:
+                    vv[node] = counter  # the writer's next write: DotSet.add's common case, inlined
+                    seen._frozen = None
+                else:
+                    add(node, counter)
             for node, counter in delta._superseded:
                 add(node, counter)
         else:

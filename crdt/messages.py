@@ -8,6 +8,9 @@ from .causal_context import CausalContext
 from .delta import Delta
 from .errors import LocalProtocolError
 
+_new = object.__new__
+_set = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncDigest:
@@ -37,9 +40,9 @@ class SyncDelta:
     @classmethod
     def _trusted(cls, delta: Delta, reply_context: CausalContext | None) -> SyncDelta:
         # Internal fast path for the codec, whose checks already ran.
-        msg = object.__new__(cls)
-        object.__setattr__(msg, "delta", delta)
-        object.__setattr__(msg, "reply_context", reply_context)
+        msg = _new(cls)
+        _set(msg, "delta", delta)
+        _set(msg, "reply_context", reply_context)
         return msg
 
     def __post_init__(self) -> None:

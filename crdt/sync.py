@@ -104,7 +104,8 @@ class SyncCore:
 
     def receive(self, peer: str, msg: Message, now: float) -> list[Entry]:
         """Handle a decoded message from ``peer``; returns the entries that changed locally (persist them)."""
-        check_now(now)
+        if type(now) is not float:
+            check_now(now)
         if not isinstance(msg, (SyncDigest, SyncDelta)):
             raise LocalProtocolError(
                 f"crdt: receive() needs a SyncDigest or SyncDelta (see decode_message), got {type(msg).__name__}"
@@ -121,18 +122,20 @@ class SyncCore:
                 self._postpone_digest(peer, state, now)
                 self._due(now)
             return []
-        changed = self._store.apply_delta(msg.delta)
-        self._stats["entries_received"] += len(msg.delta.entries)
-        self._stats["entries_changed"] += len(changed)
+        delta = msg.delta
+        changed = self._store.apply_delta(delta)
+        stats = self._stats
+        stats["entries_received"] += len(delta._entries)
+        stats["entries_changed"] += len(changed)
         if state is not None:
             if msg.reply_context is not None:
                 state.learn(msg.reply_context, authoritative=True)
-                state.learn_delta(msg.delta)
+                state.learn_delta(delta)
                 state.reply = max(state.reply, REPLY)
                 self._postpone_digest(peer, state, now)
                 self._due(now)
             else:
-                state.learn_delta(msg.delta)
+                state.learn_delta(delta)
         if self._relay:
             self._queue(changed, peer, now)
         return changed

@@ -33,12 +33,12 @@ def delta_with(**changes) -> dict:
     return _changed(encode_message_v1(DELTA), changes)
 
 
-def v2_with(**changes) -> dict:
+def v2_with(**changes) -> list:
     """The version-2 encoding of DELTA (explicit context) with fields changed or removed."""
     return _changed(encode_message(DELTA), changes)
 
 
-def _changed(msg: dict, changes: dict) -> dict:
+def _changed(msg: dict | list, changes: dict) -> dict | list:
     msg = copy.deepcopy(msg)
     for path, value in changes.items():
         *parents, last = path.split("__")
@@ -55,9 +55,8 @@ def _changed(msg: dict, changes: dict) -> dict:
 @pytest.mark.parametrize(
     "obj, words",
     [
-        ([], "message: expected a map, got list"),
-        (None, "message: expected a map, got NoneType"),
-        (b"\x81", "message: expected a map, got bytes"),
+        (None, "message: expected a list .or a version-1 map., got NoneType"),
+        (b"\x81", "message: expected a list .or a version-1 map., got bytes"),
         ({"t": "digest", "context": {"vv": {}, "cloud": []}}, "missing field 'v'"),
         ({"t": "digest", "v": 3, "context": {"vv": {}, "cloud": []}}, "wire version 3 is not supported"),
         ({"t": "digest", "v": "1", "context": {"vv": {}, "cloud": []}}, "wire version '1' is not supported"),
@@ -84,38 +83,43 @@ def _changed(msg: dict, changes: dict) -> dict:
         (delta_with(delta__entries__0__3=["a", 2]), "outside the delta's context"),
         (delta_with(delta__context__cloud=[["a", "2"]]), r"delta\.context\.cloud\[0\]: Dot\.counter must be an int"),
         (delta_with(delta__context=KeyError), "delta: missing field 'context'"),
-        # version 2
-        ({"t": "digest", "v": 2, "n": []}, "digest message: missing field 'c'"),
-        ({"t": "digest", "v": 2, "n": [], "c": [[], []], "x": 1}, "digest message: unexpected field"),
-        ({"t": "digest", "v": 2, "n": "a", "c": [[], []]}, "n: expected a list of node ids"),
-        ({"t": "digest", "v": 2, "n": ["a", 7], "c": [[], []]}, r"n\[1\]: node id must be a string"),
-        ({"t": "digest", "v": 2, "n": ["a", ""], "c": [[], []]}, r"n\[1\]: node id must be a string of 1 to"),
-        ({"t": "digest", "v": 2, "n": ["a", "a"], "c": [[], []]}, "n: names a node twice"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[0, 1]]}, r"c: expected a context \[vector, cloud\]"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[0], []]}, "c.vector: expected a flat list"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[1, 1], []]}, r"c.vector\[0\]: node index 1 is not in"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[0, -1], []]}, r"c.vector\[1\]: counter must be an int"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[0, 1, 0, 2], []]}, "c.vector: names node 'a' twice"),
-        ({"t": "digest", "v": 2, "n": ["a"], "c": [[], [0, 0]]}, r"c.cloud\[1\]: counter must be an int between 1"),
-        (v2_with(r=KeyError), "delta message: missing field 'r'"),
-        (v2_with(r=[]), r"r: expected a context"),
-        (v2_with(e="x"), "e: expected a flat list of"),
-        (v2_with(e=["temp", 1, 1000, 0, 0]), "e: expected a flat list of"),
-        (v2_with(e__0=5), r"e\[0\].key: must be a string"),
-        (v2_with(e__1={"s": {1}}), r"e\[0\].value: value of 'temp' holds a set"),
-        (v2_with(e__1={1: 1}), r"e\[0\].value: value of 'temp' holds a dict key"),
-        (v2_with(e__1=float("nan")), r"e\[0\].value: holds nan; only finite numbers"),
-        (v2_with(e__1=b"raw"), r"e\[0\].value: value of 'temp' holds a bytes"),
-        (v2_with(e__1=2**70), r"e\[0\].value: holds an integer outside the 64-bit range"),
-        (v2_with(e__2=-5), r"e\[0\].wall_ms: must be an int"),
-        (v2_with(e__2=True), r"e\[0\].wall_ms: must be an int"),
-        (v2_with(e__3=1.5), r"e\[0\].counter: must be an int"),
-        (v2_with(e__4=3), r"e\[0\].node: node index 3 is not in"),
-        (v2_with(e__5=0), r"e\[0\].dot: must be an int between 1"),
-        (v2_with(e__5=2), "entry 'temp' has dot .* outside the delta's context"),
-        (v2_with(x=[0, 1]), "x: superseded dots travel only in a delta without a context"),
-        (v2_with(c=None, x=[0]), "x: expected a flat list of"),
-        (v2_with(c=None, x=[5, 1]), r"x\[0\]: node index 5"),
+        # version 2: ["delta", 2, nodes, entries, superseded, context, reply_context]
+        ([], r"message: expected \[type, version, ...\]"),
+        (["digest"], r"message: expected \[type, version, ...\]"),
+        (["digest", 3, [], [[], []]], "wire version 3 is not supported"),
+        (["digest", 1, [], [[], []]], "wire version 1 is not supported"),
+        (["gossip", 2], "unknown message type 'gossip'"),
+        (["digest", 2, []], r"digest message: expected \["),
+        (["digest", 2, [], [[], []], 1], r"digest message: expected \["),
+        (["digest", 2, "a", [[], []]], "nodes: expected a list of node ids"),
+        (["digest", 2, ["a", 7], [[], []]], r"nodes\[1\]: node id must be a string"),
+        (["digest", 2, ["a", ""], [[], []]], r"nodes\[1\]: node id must be a string of 1 to"),
+        (["digest", 2, ["a", "a"], [[], []]], "nodes: names a node twice"),
+        (["digest", 2, ["a"], [[0, 1]]], r"context: expected a context \[vector, cloud\]"),
+        (["digest", 2, ["a"], [[0], []]], "context.vector: expected a flat list"),
+        (["digest", 2, ["a"], [[1, 1], []]], r"context.vector\[0\]: node index 1 is not in"),
+        (["digest", 2, ["a"], [[0, -1], []]], r"context.vector\[1\]: counter must be an int"),
+        (["digest", 2, ["a"], [[0, 1, 0, 2], []]], "context.vector: names node 'a' twice"),
+        (["digest", 2, ["a"], [[], [0, 0]]], r"context.cloud\[1\]: counter must be an int between 1"),
+        (v2_with(**{"6": KeyError}), r"delta message: expected \[.*got 6 items"),
+        (v2_with(**{"6": []}), r"reply_context: expected a context"),
+        (v2_with(**{"3": "x"}), "entries: expected a flat list of"),
+        (v2_with(**{"3": ["temp", 1, 1000, 0, 0]}), "entries: expected a flat list of"),
+        (v2_with(**{"3__0": 5}), r"entries\[0\].key: must be a string"),
+        (v2_with(**{"3__1": {"s": {1}}}), r"entries\[0\].value: value of 'temp' holds a set"),
+        (v2_with(**{"3__1": {1: 1}}), r"entries\[0\].value: value of 'temp' holds a dict key"),
+        (v2_with(**{"3__1": float("nan")}), r"entries\[0\].value: holds nan; only finite numbers"),
+        (v2_with(**{"3__1": b"raw"}), r"entries\[0\].value: value of 'temp' holds a bytes"),
+        (v2_with(**{"3__1": 2**70}), r"entries\[0\].value: holds an integer outside the 64-bit range"),
+        (v2_with(**{"3__2": -5}), r"entries\[0\].wall_ms: must be an int"),
+        (v2_with(**{"3__2": True}), r"entries\[0\].wall_ms: must be an int"),
+        (v2_with(**{"3__3": 1.5}), r"entries\[0\].counter: must be an int"),
+        (v2_with(**{"3__4": 3}), r"entries\[0\].node: node index 3 is not in"),
+        (v2_with(**{"3__5": 0}), r"entries\[0\].dot: must be an int between 1"),
+        (v2_with(**{"3__5": 2}), "entry 'temp' has dot .* outside the delta's context"),
+        (v2_with(**{"4": [0, 1]}), "superseded: superseded dots travel only in a delta without a context"),
+        (v2_with(**{"5": None, "4": [0]}), "superseded: expected a flat list of"),
+        (v2_with(**{"5": None, "4": [5, 1]}), r"superseded\[0\]: node index 5"),
     ],
 )
 def test_malformed_messages_are_refused_with_a_named_reason(obj, words):
@@ -130,15 +134,15 @@ def test_two_entries_for_one_key_are_refused():
     with pytest.raises(RemoteProtocolError, match="two entries for key 'temp'"):
         decode_message(msg)
     msg = encode_message(DELTA)
-    msg["e"] += msg["e"]
-    with pytest.raises(RemoteProtocolError, match="e: holds two entries for key 'temp'"):
+    msg[3] += msg[3]
+    with pytest.raises(RemoteProtocolError, match="entries: holds two entries for key 'temp'"):
         decode_message(msg)
 
 
 def test_a_push_names_each_writer_once_and_carries_its_context_implicitly():
     push = SyncDelta(delta=Delta.of_writes([ENTRY], superseded=[Dot("b", 3)]))
     wire = encode_message(push)
-    assert wire["n"] == ["a", "b"] and wire["c"] is None and wire["x"] == [1, 3]
+    assert wire[2] == ["a", "b"] and wire[5] is None and wire[4] == [1, 3]
     decoded = decode_message(msgpack.unpackb(msgpack.packb(wire)))
     assert decoded == push
     assert decoded.delta.implicit and decoded.delta.context == CausalContext.from_dots([Dot("a", 1), Dot("b", 3)])
@@ -152,7 +156,7 @@ def test_version_1_messages_are_still_read():
 def test_a_container_value_is_copied_not_shared_with_the_wire_object():
     wire = encode_message(DELTA)
     decoded = decode_message(wire)
-    wire["e"][1]["c"] = -1
+    wire[3][1]["c"] = -1
     assert decoded.delta.entries[0].value == {"c": 21.5}
 
 
