@@ -32,6 +32,7 @@ class PeerSync:
     # key -> (entry to push, dots of writes to the same key it superseded)
     pending: dict[str, tuple[Entry, tuple[Dot, ...]]] = field(default_factory=dict)
     reply: int = NO_REPLY
+    postponed: int = 0  # digests postponed since we last sent ours (see ANNOUNCE_EVERY)
 
     def learn(self, context: CausalContext, *, authoritative: bool) -> None:
         """The peer has (at least) ``context``; ``authoritative`` when it is its whole context."""

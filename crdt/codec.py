@@ -5,10 +5,11 @@ message, in ``nodes``, and refers to it by index everywhere else; entries and
 dots are flat lists:
 
     ["digest", 2, nodes, context]
-    ["delta",  2, nodes, entries, superseded, context | None, reply_context | None]
+    ["delta",  2, nodes, entries, superseded, context | None, reply_context | None, deleted]
     nodes      = [node, ...]
     entries    = [key, value, wall_ms, hlc_counter, node_index, dot_counter, ...]
     superseded = [node_index, counter, ...]     # dots a push's entries superseded, or []
+    deleted    = [entry_position, ...]          # which entries are tombstones (value nil), or []
     context    = [[node_index, top, ...], [node_index, counter, ...]]   # vector, cloud
 
 A delta whose context is None (a push) accounts for exactly its entries' and
@@ -56,7 +57,7 @@ READ_VERSIONS = (1, 2)
 _FIELDS_V1 = {"digest": ("t", "v", "context"), "delta": ("t", "v", "delta", "reply_context")}
 _SHAPE_V2 = {
     "digest": '["digest", 2, nodes, context]',
-    "delta": '["delta", 2, nodes, entries, superseded, context, reply_context]',
+    "delta": '["delta", 2, nodes, entries, superseded, context, reply_context, deleted]',
 }
 _SCALARS = (str, float, int, bool, type(None))
 _INT_MIN = -(2**63)
@@ -74,8 +75,11 @@ def encode_message(msg: Message) -> list:
         index = nodes.index
         delta = msg.delta
         flat: list = []
+        deleted: list[int] = []
         for entry in delta.entries:
             ts = entry.ts
+            if entry[4]:
+                deleted.append(len(flat) // 6)
             flat += (entry.key, entry.value, ts.wall_ms, ts.counter, index(ts.node), entry.dot.counter)
         if delta.implicit:
             extra = [item for dot in delta.superseded for item in (index(dot.node), dot.counter)]
@@ -84,7 +88,7 @@ def encode_message(msg: Message) -> list:
             extra = []
             context = nodes.context(delta.context)
         reply = None if msg.reply_context is None else nodes.context(msg.reply_context)
-        return ["delta", WIRE_VERSION, nodes.names, flat, extra, context, reply]
+        return ["delta", WIRE_VERSION, nodes.names, flat, extra, context, reply, deleted]
     raise LocalProtocolError(f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest or SyncDelta")
 
 
@@ -144,7 +148,7 @@ def _decode(obj: Any) -> Message:
         if type(version) is not int or version not in READ_VERSIONS or version == 1:
             raise _unsupported(version)
         if kind == "delta":
-            if len(obj) != 7:
+            if len(obj) != 8:
                 raise _remote("delta message", f"expected {_SHAPE_V2['delta']}, got {len(obj)} items")
             return _decode_delta(obj)
         if kind == "digest":
@@ -220,7 +224,7 @@ def _context(obj: Any, nodes: list, n_nodes: int, where: str) -> CausalContext:
 
 
 def _decode_delta(obj: list) -> SyncDelta:
-    _, _, nodes, flat, extra, context, reply = obj
+    _, _, nodes, flat, extra, context, reply, deleted = obj
     n_nodes = _nodes(nodes)
     if type(flat) is not list or len(flat) % 6:
         raise _remote("entries", "expected a flat list of [key, value, wall_ms, counter, node_index, dot_counter] entries")
@@ -249,6 +253,8 @@ def _decode_delta(obj: list) -> SyncDelta:
         entries = tuple(
             map(_entry, keys, values, map(_timestamp, walls, hlcs, writer_ids), map(_dot, writer_ids, counters))
         )
+    if deleted != []:
+        entries = _tombstones(entries, deleted)
     if context is None:
         if extra == []:
             delta = Delta._implicit(entries, ())
@@ -266,6 +272,23 @@ def _decode_delta(obj: list) -> SyncDelta:
         delta = Delta._explicit(entries, ctx)
     reply_context = None if reply is None else _context(reply, nodes, n_nodes, "reply_context")
     return SyncDelta._trusted(delta, reply_context)
+
+
+def _tombstones(entries: tuple[Entry, ...], deleted: Any) -> tuple[Entry, ...]:
+    """``entries`` with those at the positions in ``deleted`` made tombstones (their value must be nil)."""
+    if type(deleted) is not list:
+        raise _remote("deleted", f"expected a list of entry positions, got {type(deleted).__name__}")
+    out = list(entries)
+    for i, position in enumerate(deleted):
+        if type(position) is not int or not 0 <= position < len(out):
+            raise _remote(f"deleted[{i}]", f"{position!r} is not the position of an entry in this delta")
+        entry = out[position]
+        if entry[4]:
+            raise _remote("deleted", f"names entry {position} twice")
+        if entry.value is not None:
+            raise _remote(f"entries[{position}].value", f"the tombstone of {entry.key!r} must have the value nil")
+        out[position] = _entry(entry.key, None, entry.ts, entry.dot, True)
+    return tuple(out)
 
 
 def _check_entry(i: int, key: Any, wall: Any, hlc: Any, writer: Any, dot: Any, n_nodes: int) -> None:

@@ -24,7 +24,7 @@ already seen, and they would skip those writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._checks import check_node
@@ -41,7 +41,7 @@ from .version_vector import VersionVector
 class LWWMap:
     """A replica of the sensor-state map: ``put``/``get`` plus ``delta_since``/``apply_delta``."""
 
-    __slots__ = ("_node", "_entries", "_seen", "_by_dot")
+    __slots__ = ("_node", "_entries", "_seen", "_by_dot", "_tombstones")
 
     def __init__(self, node: str) -> None:
         self._node = check_node(node)
@@ -51,6 +51,7 @@ class LWWMap:
         # node -> dot counter -> key of the stored entry with that dot; lets
         # delta_since look at the missing dots instead of every entry.
         self._by_dot: dict[str, dict[int, str]] = {}
+        self._tombstones = 0  # how many stored entries are tombstones
 
     @classmethod
     def restore(cls, node: str, entries: Iterable[Entry], context: CausalContext) -> LWWMap:
@@ -83,24 +84,59 @@ class LWWMap:
         return self._seen.freeze()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """How many keys hold a value (tombstones are not counted)."""
+        return len(self._entries) - self._tombstones
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        entry = self._entries.get(key)  # type: ignore[call-overload]
+        return entry is not None and not entry[4]
 
     def get(self, key: str) -> Entry | None:
-        """The entry for ``key``, or None."""
-        return self._entries.get(key)
+        """The entry for ``key``, or None if it has none or was deleted."""
+        entry = self._entries.get(key)
+        return None if entry is None or entry[4] else entry
 
     def entries(self, prefix: str = "") -> list[Entry]:
-        """Entries whose key starts with ``prefix``, sorted by key."""
-        return [self._entries[key] for key in sorted(self._entries) if key.startswith(prefix)]
+        """Entries whose key starts with ``prefix``, sorted by key (tombstones left out)."""
+        return [e for key in sorted(self._entries) if key.startswith(prefix) and not (e := self._entries[key])[4]]
+
+    def tombstones(self) -> list[Entry]:
+        """The stored tombstones, sorted by key."""
+        return sorted((e for e in self._entries.values() if e[4]), key=lambda e: e.key)
+
+    def forget_tombstones(self, seen_by_all: Callable[[Dot], bool]) -> list[Entry]:
+        """Drop each tombstone whose write ``seen_by_all`` says every member has seen; returns them.
+
+        The tombstone's dot stays in the context, so a peer that has not seen
+        the delete is never sent it again — which is why only writes every
+        current member has seen may go (the caller decides who that is).
+        """
+        gone = [e for e in self._entries.values() if e[4] and seen_by_all(e.dot)]
+        for entry in gone:
+            del self._entries[entry.key]
+            by_counter = self._by_dot[entry.dot.node]
+            del by_counter[entry.dot.counter]
+            if not by_counter:
+                del self._by_dot[entry.dot.node]
+        self._tombstones -= len(gone)
+        return gone
+
+    def delete(self, key: str, ts: Timestamp) -> Delta:
+        """Delete ``key`` at ``ts`` (from this node's clock) by writing its tombstone; returns the delta.
+
+        A key this replica has not seen can be deleted too: the tombstone
+        beats every older write of it that arrives later.
+        """
+        return self._write(key, None, ts, deleted=True)
 
     def put(self, key: str, value: Any, ts: Timestamp) -> Delta:
         """Write ``value`` under ``key`` at ``ts`` (from this node's clock); returns the write's delta.
 
         The delta carries just this entry and its dot, ready for ``SyncCore.local_write``.
         """
+        return self._write(key, value, ts, deleted=False)
+
+    def _write(self, key: str, value: Any, ts: Timestamp, *, deleted: bool) -> Delta:
         if not isinstance(key, str):
             raise LocalProtocolError(f"crdt: put() needs a string key, got {type(key).__name__}")
         if not isinstance(ts, Timestamp):
@@ -118,7 +154,7 @@ class LWWMap:
                 "HybridLogicalClock.observe before writing"
             )
         dot = Dot(self._node, self._seen.max_counter(self._node) + 1)
-        entry = Entry(key=key, value=value, ts=ts, dot=dot)
+        entry = Entry(key=key, value=value, ts=ts, dot=dot, deleted=deleted)
         self._store(entry, current)
         self._seen.add(dot.node, dot.counter)
         return Delta._implicit((entry,), ())
@@ -190,7 +226,13 @@ class LWWMap:
             raise LocalProtocolError(f"crdt: can only merge an LWWMap, got {type(other).__name__}")
         return self.apply_delta(Delta(entries=tuple(other._entries.values()), context=other.context))
 
+    def all_entries(self) -> list[Entry]:
+        """Every stored entry, tombstones included, sorted by key (what a full sync carries)."""
+        return [self._entries[key] for key in sorted(self._entries)]
+
     def _store(self, entry: Entry, replaced: Entry | None) -> None:
+        if entry[4] or (replaced is not None and replaced[4]):
+            self._tombstones += entry[4] - (replaced is not None and replaced[4])
         if replaced is not None:
             old = replaced.dot
             by_counter = self._by_dot.get(old.node)

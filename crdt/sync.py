@@ -20,7 +20,12 @@ digest pull in the spirit of automerge's sync protocol):
 
 Receiving a digest from a peer postpones ours to it: one exchange per pair per
 interval is enough. The node with the larger id waits half an interval more,
-so in steady state one side of each pair initiates and the other stands by.
+so in steady state one side of each pair initiates and the other stands by —
+except every ``ANNOUNCE_EVERY``-th time, when it sends its digest anyway, so
+each side learns the other's whole context (``collect_garbage`` needs that).
+
+**Tombstones** (deletes) are dropped by ``collect_garbage`` once every
+current member has told us it holds them.
 
 Invariants: ``receive`` never returns messages — replies go out at the next
 ``outgoing()``, after the caller has persisted what ``receive`` returned; a
@@ -30,6 +35,8 @@ confirmed context lacks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from ._checks import check_int, check_node, check_now
 from ._peer_sync import NO_REPLY, REPLY, REPLY_AND_ASK, PeerSync
@@ -41,6 +48,9 @@ from .errors import LocalProtocolError
 from .lww_map import LWWMap
 from .messages import Message, SyncDelta, SyncDigest
 
+ANNOUNCE_EVERY = 4
+"""A peer that stands by sends its own digest after this many exchanges the other side began."""
+
 _COUNTERS = (
     "digests_sent",
     "deltas_sent",
@@ -49,6 +59,7 @@ _COUNTERS = (
     "entries_received",
     "entries_changed",
     "unknown_peer_messages",
+    "tombstones_collected",
 )
 
 
@@ -101,6 +112,27 @@ class SyncCore:
         if not isinstance(delta, Delta):
             raise LocalProtocolError(f"crdt: local_write() needs a Delta, got {type(delta).__name__}")
         self._queue(delta.entries, None, check_now(now))
+
+    def collect_garbage(self, members: Iterable[str]) -> list[Entry]:
+        """Drop the tombstones every one of ``members`` has told us it holds; returns them (remove them from disk).
+
+        ``members`` are the mesh's other current members. One that is not a
+        peer here — away, or not yet met — holds every tombstone back: a delete
+        may only be forgotten once no member can still hold the value it
+        deleted. A member removed from the mesh must come back with an empty
+        store (the node's new-epoch rule), or it could bring a deleted value back.
+        """
+        sets = []
+        for member in members:
+            state = self._peers.get(member)
+            if state is None:
+                return []
+            sets.append(state.confirmed)
+        if not self._store._tombstones:
+            return []
+        gone = self._store.forget_tombstones(lambda dot: all(s.contains(dot.node, dot.counter) for s in sets))
+        self._stats["tombstones_collected"] += len(gone)
+        return gone
 
     def receive(self, peer: str, msg: Message, now: float) -> list[Entry]:
         """Handle a decoded message from ``peer``; returns the entries that changed locally (persist them)."""
@@ -204,6 +236,12 @@ class SyncCore:
             self._flush_at = now
 
     def _postpone_digest(self, peer: str, state: PeerSync, now: float) -> None:
+        state.postponed += 1
+        if state.postponed >= ANNOUNCE_EVERY:
+            # Still send ours now and then: the peer that always initiates learns this side's
+            # context only from it, and collect_garbage needs every member's context.
+            state.postponed = 0
+            return
         factor = 1.5 if self._store.node > peer else 1.0
         state.digest_at = now + self._interval * factor
 

@@ -64,7 +64,8 @@ class History:
         return total
 
 
-write_ops = st.tuples(st.just("write"), nodes, st.sampled_from(KEYS), st.integers(0, 3), st.integers(0, 5))
+DELETE = 4  # a write op with this value deletes the key instead (a tombstone)
+write_ops = st.tuples(st.just("write"), nodes, st.sampled_from(KEYS), st.integers(0, DELETE), st.integers(0, 5))
 sync_ops = st.tuples(st.just("sync"), nodes, nodes)
 
 
@@ -77,7 +78,10 @@ def histories(draw, max_ops: int = 12) -> History:
     for op in draw(st.lists(write_ops | sync_ops, min_size=1, max_size=max_ops)):
         if op[0] == "write":
             _, node, key, value, wall = op
-            delta = writers[node].put(key, value, clocks[node].now(wall))
+            if value == DELETE:
+                delta = writers[node].delete(key, clocks[node].now(wall))
+            else:
+                delta = writers[node].put(key, value, clocks[node].now(wall))
             history.writes[delta.entries[0].dot] = delta.entries[0]
             history.write_deltas.append(delta)
         else:
@@ -92,18 +96,18 @@ def histories(draw, max_ops: int = 12) -> History:
 
 
 def state(replica: LWWMap) -> tuple:
-    """What must be equal between converged replicas."""
-    return replica.entries(), replica.context
+    """What must be equal between converged replicas (tombstones included)."""
+    return replica.all_entries(), replica.context
 
 
 def copy_of(replica: LWWMap) -> LWWMap:
     """An independent replica with the same state."""
-    return LWWMap.restore(replica.node, replica.entries(), replica.context)
+    return LWWMap.restore(replica.node, replica.all_entries(), replica.context)
 
 
 def check_invariant(replica: LWWMap, writes: dict[Dot, Entry]) -> None:
     """Every write the context names is stored or lost to the stored entry of its key (see LWWMap)."""
     for dot, write in writes.items():
         if replica.context.contains(dot):
-            held = replica.get(write.key)
+            held = next((e for e in replica.all_entries() if e.key == write.key), None)
             assert held is not None and held.ts >= write.ts, (dot, write, held)

@@ -101,7 +101,11 @@ def _changed(msg: dict | list, changes: dict) -> dict | list:
         (["digest", 2, ["a"], [[0, -1], []]], r"context.vector\[1\]: counter must be an int"),
         (["digest", 2, ["a"], [[0, 1, 0, 2], []]], "context.vector: names node 'a' twice"),
         (["digest", 2, ["a"], [[], [0, 0]]], r"context.cloud\[1\]: counter must be an int between 1"),
-        (v2_with(**{"6": KeyError}), r"delta message: expected \[.*got 6 items"),
+        (v2_with(**{"7": KeyError}), r"delta message: expected \[.*got 7 items"),
+        (v2_with(**{"7": "x"}), "deleted: expected a list of entry positions"),
+        (v2_with(**{"7": [1]}), r"deleted\[0\]: 1 is not the position of an entry"),
+        (v2_with(**{"7": [0]}), r"entries\[0\].value: the tombstone of 'temp' must have the value nil"),
+        (v2_with(**{"7": [0, 0], "3__1": None}), "deleted: names entry 0 twice"),
         (v2_with(**{"6": []}), r"reply_context: expected a context"),
         (v2_with(**{"3": "x"}), "entries: expected a flat list of"),
         (v2_with(**{"3": ["temp", 1, 1000, 0, 0]}), "entries: expected a flat list of"),
@@ -146,6 +150,15 @@ def test_a_push_names_each_writer_once_and_carries_its_context_implicitly():
     decoded = decode_message(msgpack.unpackb(msgpack.packb(wire)))
     assert decoded == push
     assert decoded.delta.implicit and decoded.delta.context == CausalContext.from_dots([Dot("a", 1), Dot("b", 3)])
+
+
+def test_a_tombstone_travels_as_a_deleted_position():
+    gone = Entry(key="old", value=None, ts=Timestamp(1001, 0, "a"), dot=Dot("a", 2), deleted=True)
+    push = SyncDelta(delta=Delta.of_writes([ENTRY, gone]))
+    wire = encode_message(push)
+    assert wire[7] == [1]
+    decoded = decode_message(msgpack.unpackb(msgpack.packb(wire)))
+    assert decoded == push and decoded.delta.entries[1].deleted and not decoded.delta.entries[0].deleted
 
 
 def test_version_1_messages_are_still_read():

@@ -7,6 +7,7 @@ from typing import Callable
 import msgpack
 import pytest
 
+from crdt.sync import ANNOUNCE_EVERY
 from crdt import (
     CausalContext,
     Delta,
@@ -41,6 +42,10 @@ class Net:
 
     def write(self, node: str, key: str, value: object) -> None:
         delta = self.maps[node].put(key, value, self.clocks[node].now(int(self.now * 1000)))
+        self.cores[node].local_write(delta, self.now)
+
+    def delete(self, node: str, key: str) -> None:
+        delta = self.maps[node].delete(key, self.clocks[node].now(int(self.now * 1000)))
         self.cores[node].local_write(delta, self.now)
 
     def step(self) -> int:
@@ -250,13 +255,15 @@ def test_a_buffered_relay_is_dropped_once_the_peer_shows_it_has_the_entry():
     assert net.cores["a"].outgoing(net.now) == []
 
 
-def test_steady_state_costs_about_one_digest_per_pair_per_interval():
+def test_steady_state_costs_about_one_digest_per_pair_per_interval_plus_an_announcement():
     net = Net("ab")
     net.settle()
     start = len(net.log)
-    net.run(10 * INTERVAL, dt=0.05)
-    digests = [m for _, _, m in net.log[start:] if isinstance(m, SyncDigest)]
-    assert 9 <= len(digests) <= 11
+    net.run(20 * INTERVAL, dt=0.05)
+    digests = [(src, m) for src, _, m in net.log[start:] if isinstance(m, SyncDigest)]
+    # One exchange per interval, begun by a; b announces its own context every ANNOUNCE_EVERY-th time.
+    assert 20 + 20 // ANNOUNCE_EVERY - 2 <= len(digests) <= 20 + 20 // ANNOUNCE_EVERY + 2
+    assert 20 // ANNOUNCE_EVERY - 1 <= sum(src == "b" for src, _ in digests) <= 20 // 2
     assert all(isinstance(m, SyncDigest) for _, _, m in net.log[start:])  # nothing else when in sync
 
 
@@ -346,3 +353,57 @@ def test_receive_wants_decoded_messages():
         core.local_write(Delta(entries=(), context=CausalContext()).to_wire(), 0.0)  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError, match="^crdt: interval"):
         SyncCore(LWWMap("a"), interval=0)
+
+
+# -- deletes and tombstone collection ---------------------------------------------
+
+
+def test_a_delete_reaches_every_replica_and_an_older_write_does_not_bring_the_value_back():
+    net = Net("abc")
+    net.write("a", "cam/1/status", "online")
+    net.run(1.0)
+    late = net.maps["c"].put("cam/1/status", "stale", Timestamp(1, 0, "c"))  # older than every write so far
+    net.delete("b", "cam/1/status")
+    net.run(0.2)
+    net.cores["c"].local_write(late, net.now)
+    net.run(2.0)
+    for name, replica in net.maps.items():
+        assert replica.get("cam/1/status") is None and "cam/1/status" not in replica and len(replica) == 0, name
+        assert [e.key for e in replica.tombstones()] == ["cam/1/status"], name
+    net.write("a", "cam/1/status", "back")  # a newer write after the delete does bring it back
+    net.run(1.0)
+    assert {name: m.get("cam/1/status").value for name, m in net.maps.items()} == dict.fromkeys("abc", "back")
+
+
+def test_tombstones_are_collected_only_once_every_member_has_them():
+    net = Net("abc")
+    net.write("a", "k", 1)
+    net.run(1.0)
+    net.drop = lambda src, dst, msg: dst == "c"  # c misses the delete
+    net.delete("a", "k")
+    net.run(2.0)
+    assert net.cores["a"].collect_garbage(["b", "c"]) == []  # c has not confirmed it
+    assert net.maps["a"].tombstones() and net.maps["c"].get("k").value == 1
+    net.drop = lambda src, dst, msg: False
+    net.run(2.0)
+    gone = net.cores["a"].collect_garbage(["b", "c"])
+    assert [e.key for e in gone] == ["k"] and gone[0].deleted
+    assert net.maps["a"].tombstones() == [] and net.maps["a"].get("k") is None
+    assert net.cores["a"].statistics()["tombstones_collected"] == 1
+    # Collected at a, still held by b and c: syncing never re-sends it to a, nor the old value anywhere.
+    net.run(2.0)
+    assert net.maps["a"].tombstones() == [] and all(net.maps[n].get("k") is None for n in "bc")
+    # A newcomer learns neither the value nor the tombstone from a, and the key stays deleted.
+    newcomer = LWWMap("d")
+    newcomer.apply_delta(net.maps["a"].delta_since(newcomer.context))
+    assert newcomer.get("k") is None and newcomer.tombstones() == []
+
+
+def test_a_member_that_is_away_holds_tombstones_back():
+    net = Net("ab")
+    net.write("a", "k", 1)
+    net.delete("a", "k")
+    net.run(2.0)
+    assert net.cores["a"].collect_garbage(["b", "z"]) == []  # z is a member a has no peer state for
+    assert [e.key for e in net.cores["a"].collect_garbage(["b"])] == ["k"]
+    assert net.cores["a"].collect_garbage([]) == []  # nothing left

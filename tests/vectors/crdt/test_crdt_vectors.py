@@ -48,6 +48,9 @@ MESSAGES = {
     "digest_with_cloud": SyncDigest(context=CONTEXT),
     "delta_push": SyncDelta(delta=Delta.of_writes([READING])),
     "delta_push_superseding": SyncDelta(delta=Delta.of_writes([READING, STATUS], superseded=[Dot(B, 6)])),
+    "delta_push_tombstone": SyncDelta(delta=Delta.of_writes([Entry(
+        key="device/cam-2/status", value=None, ts=Timestamp(1_700_000_000_200, 0, B), dot=Dot(B, 8), deleted=True,
+    )])),
     "delta_answer_asking_back": SyncDelta(
         delta=Delta(entries=(STATUS, READING), context=CONTEXT),
         reply_context=CausalContext(VersionVector({A: 4, B: 7})),
