@@ -15,115 +15,22 @@ member only after a Noise handshake with the mesh PSK").
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from mesh.cluster import wait_for
-from mesh.config import API_ADDR_FILE, MESH_KEY_FILE
+from mesh.config import MESH_KEY_FILE
+from mesh.netlab import Lan, why_unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-IP = shutil.which("ip") or "/usr/sbin/ip"
-SUBNET = "10.77.0"
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([IP, *args], capture_output=True, text=True, timeout=20, check=check)
-
-
-def _why_no_netns() -> str | None:
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "creating network namespaces needs root"
-    if not os.path.exists(IP):
-        return "iproute2's `ip` is not installed"
-    probe = f"mdnsprobe{secrets.token_hex(3)}"
-    try:
-        made = _ip("netns", "add", probe, check=False)
-    except OSError as exc:
-        return f"`ip netns` cannot run: {exc}"
-    if made.returncode != 0:
-        return f"`ip netns add` failed: {made.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
-    return None
-
-
-class Lan:
-    """A bridge namespace and one namespace per node; everything torn down by ``close``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.tag = secrets.token_hex(3)
-        self.switch = f"mdns{self.tag}sw"
-        self.namespaces: list[str] = []
-        self.procs: list[subprocess.Popen] = []
-
-    def build_switch(self) -> None:
-        _ip("netns", "add", self.switch)
-        self.namespaces.append(self.switch)
-        # Snooping off: with no IGMP querier on this LAN the bridge must flood multicast.
-        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-        _ip("-n", self.switch, "link", "set", "br0", "up")
-
-    def add_host(self, index: int) -> tuple[str, str]:
-        """A namespace with eth0 on the bridge; returns (namespace, address)."""
-        ns = f"mdns{self.tag}n{index}"
-        addr = f"{SUBNET}.{index + 1}"
-        _ip("netns", "add", ns)
-        self.namespaces.append(ns)
-        port = f"p{index}"
-        # Both ends are created inside namespaces: nothing touches the machine's own network.
-        _ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        _ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
-        _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-        _ip("-n", ns, "link", "set", "eth0", "multicast", "on", "up")
-        _ip("-n", ns, "link", "set", "lo", "up")  # the node's HTTP API listens on this namespace's loopback
-        return ns, addr
-
-    def meshnode(self, ns: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run the meshnode CLI inside ``ns``."""
-        return subprocess.run([IP, "netns", "exec", ns, sys.executable, "-m", "mesh", *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-
-    def start(self, ns: str, data_dir: Path) -> subprocess.Popen:
-        """``meshnode run`` inside ``ns`` (``ip netns exec`` execs it: the pid is the node's)."""
-        (data_dir / API_ADDR_FILE).unlink(missing_ok=True)
-        with open(self.root / f"{data_dir.name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [IP, "netns", "exec", ns, sys.executable, "-m", "mesh", "run", str(data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            )
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        """Stop our processes (by pid), then delete our namespaces (which deletes the veths)."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        for ns in reversed(self.namespaces):
-            _ip("netns", "del", ns, check=False)
 
 
 @pytest.fixture
 def lan(tmp_path):
-    reason = _why_no_netns()
+    reason = why_unavailable()
     if reason:
         pytest.skip(f"mDNS test needs private network namespaces: {reason}")
-    net = Lan(tmp_path)
+    net = Lan(tmp_path, prefix="mdns")
     try:
         net.build_switch()
         yield net
@@ -132,8 +39,7 @@ def lan(tmp_path):
         for log in sorted(tmp_path.glob("*.log")):
             print(f"--- {log.name} (tail) ---")
             print("\n".join(log.read_text(errors="replace").splitlines()[-25:]))
-        leftover = set(_ip("netns", "list").stdout.split()) & set(net.namespaces)
-        assert not leftover, f"namespaces left behind: {leftover}"
+        assert not net.leftover(), f"namespaces left behind: {net.leftover()}"
 
 
 def test_nodes_on_a_lan_find_each_other_by_mdns_and_a_stranger_is_refused(lan, tmp_path):

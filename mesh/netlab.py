@@ -1,0 +1,382 @@
+"""A private LAN of network namespaces with real ``meshnode`` processes in it (tests, benches, chaos).
+
+Needs root and iproute2's ``ip``. Nothing touches the machine's own network:
+one *switch* namespace holds two bridges (``br0``, where every host starts,
+and ``br1``, the other side of a partition); each host gets its own namespace
+whose ``eth0`` is one end of a veth pair, the other end (``p<i>``) a port of a
+bridge in the switch namespace, with a 10.x address that exists nowhere else.
+
+- ``partition(side)`` moves the ports of ``side`` to ``br1``: the two groups
+  can no longer reach each other, each group still talks within itself.
+- ``heal()`` moves every port back to ``br0``.
+- ``close()`` stops the processes we started (by pid) and deletes our
+  namespaces (which deletes the veths and bridges), even after a failure.
+
+A node's HTTP API listens on its namespace's loopback; ``NetnsClient`` reaches
+it through a socket created inside that namespace (``setns`` in a short-lived
+thread: only that thread changes namespace; the socket keeps it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crdt.errors import MeshError
+
+from .client import ClientError
+from .cluster import wait_for
+from .config import API_ADDR_FILE, MESH_KEY_FILE, NODE_FILE
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``ip`` with ``args``; raises ``MeshError`` with its stderr when ``check`` and it fails."""
+    out = subprocess.run([IP, *args], capture_output=True, text=True, timeout=20, check=False)
+    if check and out.returncode != 0:
+        raise MeshError(f"netlab: `ip {' '.join(args)}` failed: {out.stderr.strip()}")
+    return out
+
+
+def why_unavailable() -> str | None:
+    """Why private network namespaces cannot be built here, or None if they can."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "creating network namespaces needs root"
+    if not os.path.exists(IP):
+        return "iproute2's `ip` is not installed"
+    probe = f"labprobe{secrets.token_hex(3)}"
+    try:
+        made = ip("netns", "add", probe, check=False)
+    except OSError as exc:
+        return f"`ip netns` cannot run: {exc}"
+    if made.returncode != 0:
+        return f"`ip netns add` failed: {made.stderr.strip()}"
+    ip("netns", "del", probe, check=False)
+    return None
+
+
+def socket_in(ns: str) -> socket.socket:
+    """A TCP socket that lives in network namespace ``ns``."""
+    result: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
+                result["sock"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=make, name=f"netns-{ns}", daemon=True)
+    worker.start()
+    worker.join(10)
+    if "error" in result:
+        raise result["error"]
+    if "sock" not in result:
+        raise MeshError(f"netlab: no socket in {ns} within 10 s")
+    return result["sock"]
+
+
+class NetnsClient:
+    """A node's HTTP API reached from outside its namespace (``get``/``post`` like ``mesh.client.Client``)."""
+
+    def __init__(self, ns: str, data_dir: Path, timeout: float = 30.0) -> None:
+        self.ns, self.data_dir, self.timeout = ns, Path(data_dir), timeout
+        addr_file = self.data_dir / API_ADDR_FILE
+        if not addr_file.exists():
+            raise ClientError(f"client: no node is running in {self.data_dir}")
+        host, _, port = addr_file.read_text().strip().rpartition(":")
+        self.addr = (host, int(port))
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        sock = socket_in(self.ns)
+        conn = http.client.HTTPConnection(*self.addr, timeout=self.timeout)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.addr)
+            conn.sock = sock
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            sock.close()
+            raise ClientError(f"client: no node answers in {self.data_dir} ({exc})") from None
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            try:
+                message = json.loads(data)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {resp.status}: {data[:200]!r}"
+            raise ClientError(message)
+        return json.loads(data)
+
+    def get(self, path: str, **params: str) -> Any:
+        """GET a JSON document."""
+        from urllib.parse import urlencode
+
+        return self._request("GET", path + (("?" + urlencode(params)) if params else ""))
+
+    def post(self, path: str, body: dict) -> Any:
+        """POST a JSON object, return the JSON answer."""
+        return self._request("POST", path, json.dumps(body).encode())
+
+
+class Lan:
+    """A switch namespace with two bridges and one namespace per host; everything torn down by ``close``."""
+
+    def __init__(self, root: Path, *, prefix: str = "lab", subnet: str = "10.77.0") -> None:
+        self.root = Path(root)
+        self.tag = secrets.token_hex(3)
+        self.prefix, self.subnet = prefix, subnet
+        self.switch = f"{prefix}{self.tag}sw"
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.ports: dict[int, str] = {}  # host index -> its bridge
+
+    def build_switch(self) -> None:
+        """The switch namespace with ``br0`` and ``br1``."""
+        ip("netns", "add", self.switch)
+        self.namespaces.append(self.switch)
+        for bridge in ("br0", "br1"):
+            # Snooping off: with no IGMP querier on this LAN the bridge must flood multicast (mDNS).
+            ip("-n", self.switch, "link", "add", bridge, "type", "bridge", "mcast_snooping", "0")
+            ip("-n", self.switch, "link", "set", bridge, "up")
+
+    def add_host(self, index: int) -> tuple[str, str]:
+        """A namespace with eth0 on ``br0``; returns (namespace, address)."""
+        ns = f"{self.prefix}{self.tag}n{index}"
+        addr = f"{self.subnet}.{index + 1}"
+        ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        port = f"p{index}"
+        # Both ends are created inside namespaces: nothing touches the machine's own network.
+        ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
+        ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "multicast", "on", "up")
+        ip("-n", ns, "link", "set", "lo", "up")  # the node's HTTP API listens on this namespace's loopback
+        self.ports[index] = "br0"
+        return ns, addr
+
+    def partition(self, side: list[int]) -> None:
+        """Cut the hosts in ``side`` off from the others (each group still reaches itself)."""
+        for index in self.ports:
+            self._move(index, "br1" if index in side else "br0")
+
+    def heal(self) -> None:
+        """Every host back on one bridge."""
+        for index in self.ports:
+            self._move(index, "br0")
+
+    def _move(self, index: int, bridge: str) -> None:
+        if self.ports[index] != bridge:
+            ip("-n", self.switch, "link", "set", f"p{index}", "master", bridge)
+            self.ports[index] = bridge
+
+    def meshnode(self, ns: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the meshnode CLI inside ``ns``."""
+        return subprocess.run([IP, "netns", "exec", ns, sys.executable, "-m", "mesh", *args],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def start(self, ns: str, data_dir: Path) -> subprocess.Popen:
+        """``meshnode run`` inside ``ns`` (``ip netns exec`` execs it: the pid is the node's)."""
+        (data_dir / API_ADDR_FILE).unlink(missing_ok=True)
+        with open(self.root / f"{data_dir.name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [IP, "netns", "exec", ns, sys.executable, "-m", "mesh", "run", str(data_dir)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        """Stop our processes (by pid), then delete our namespaces (which deletes the veths)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for ns in reversed(self.namespaces):
+            ip("netns", "del", ns, check=False)
+
+    def leftover(self) -> set[str]:
+        """Our namespaces that still exist (empty after ``close``)."""
+        return set(ip("netns", "list").stdout.split()) & set(self.namespaces)
+
+
+@dataclass
+class LabNode:
+    """One node of a ``LanCluster``."""
+
+    name: str
+    index: int
+    ns: str
+    addr: str
+    data_dir: Path
+    peer_id: str = ""
+    join_addr: str = ""
+    proc: subprocess.Popen | None = None
+
+    def client(self, timeout: float = 30.0) -> NetnsClient:
+        """A client for this node's API."""
+        return NetnsClient(self.ns, self.data_dir, timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether our process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+
+class LanCluster:
+    """N real nodes, each in its own namespace on one ``Lan``, joined to node 0; ``close`` ends it all."""
+
+    def __init__(self, root: Path, *, prefix: str = "lab", subnet: str = "10.77.0") -> None:
+        self.root = Path(root)
+        self.lan = Lan(self.root, prefix=prefix, subnet=subnet)
+        self.nodes: list[LabNode] = []
+        self.lan.build_switch()
+
+    def add_node(self, *, mdns: bool = False, sync_interval: float | None = None) -> LabNode:
+        """Create a host and ``meshnode init`` a node on it (joined to node 0, unless it is node 0)."""
+        index = len(self.nodes)
+        ns, addr = self.lan.add_host(index)
+        node = LabNode(name=f"n{index}", index=index, ns=ns, addr=addr, data_dir=self.root / f"n{index}")
+        args = ["init", str(node.data_dir), "--name", node.name, "--listen", f"/ip4/{addr}/tcp/0"]
+        if self.nodes:
+            first = self.nodes[0]
+            args += ["--join", first.join_addr, "--mesh-key", str(first.data_dir / MESH_KEY_FILE)]
+        out = self.lan.meshnode(ns, *args)
+        if out.returncode != 0:
+            raise MeshError(f"netlab: init {node.name} failed: {out.stderr.strip() or out.stdout.strip()}")
+        fields = dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
+        node.peer_id, node.join_addr = fields["peer id"], fields["join address"]
+        config = node.data_dir / NODE_FILE
+        text = config.read_text()
+        if not mdns:
+            text = text.replace("mdns: true", "mdns: false")  # join addresses only: fewer threads, no multicast
+        if sync_interval is not None:
+            text = text.replace("interval: 0.5", f"interval: {sync_interval}")
+        config.write_text(text)
+        self.nodes.append(node)
+        return node
+
+    def start(self, node: LabNode) -> None:
+        """Start ``meshnode run`` for ``node`` in its namespace."""
+        if not node.running:
+            node.proc = self.lan.start(node.ns, node.data_dir)
+
+    def wait_api(self, node: LabNode, timeout: float = 60.0) -> None:
+        """Wait until the node's API answers."""
+
+        def ready() -> bool:
+            if not node.running:
+                raise MeshError(f"netlab: {node.name} exited with {node.proc.returncode}; see {self.log(node)}")
+            return bool(node.client(timeout=2).get("/status"))
+
+        wait_for(ready, timeout, f"{node.name}'s API")
+
+    def start_all(self, timeout: float = 60.0) -> None:
+        """Start every node and wait for each API."""
+        for node in self.nodes:
+            self.start(node)
+        for node in self.nodes:
+            self.wait_api(node, timeout)
+
+    def stop(self, node: LabNode, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
+        if node.proc is None:
+            return None
+        if node.proc.poll() is None:
+            node.proc.send_signal(sig)
+            try:
+                node.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
+        code, node.proc = node.proc.returncode, None
+        return code
+
+    def alive_peers(self, node: LabNode) -> set[str]:
+        """Peer ids ``node`` sees alive."""
+        return {p["peer_id"] for p in node.client(timeout=5).get("/peers") if p["state"] == "alive"}
+
+    def wait_mesh(self, timeout: float = 60.0, nodes: list[LabNode] | None = None) -> None:
+        """Wait until each of ``nodes`` (default: all running) sees the others alive."""
+        group = nodes if nodes is not None else [n for n in self.nodes if n.running]
+
+        def formed() -> bool:
+            return all({n.peer_id for n in group if n is not node} <= self.alive_peers(node) for node in group)
+
+        wait_for(formed, timeout, "every node to see every other", interval=0.2)
+
+    def partition(self, side: list[LabNode]) -> None:
+        """Cut ``side`` off from the other nodes."""
+        self.lan.partition([n.index for n in side])
+
+    def heal(self) -> None:
+        """Reconnect every node."""
+        self.lan.heal()
+
+    def log(self, node: LabNode) -> Path:
+        """Where ``node`` logs."""
+        return self.root / f"{node.name}.log"
+
+    def log_tails(self, lines: int = 25) -> str:
+        """The end of every node's log (for a failing test's output)."""
+        parts = []
+        for node in self.nodes:
+            path = self.log(node)
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {node.name} log (tail) ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        """Stop every node and delete every namespace (safe to call after a failure, and twice)."""
+        self.lan.close()
+        for node in self.nodes:
+            node.proc = None
+
+
+def time_until(check, timeout: float, interval: float = 0.02) -> float | None:
+    """Seconds until ``check()`` is truthy (polled), or None after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except (MeshError, OSError):
+            pass
+        time.sleep(interval)
+    return None
+
+
+__all__ = ["LabNode", "Lan", "LanCluster", "NetnsClient", "ip", "socket_in", "time_until", "why_unavailable"]
