@@ -15,6 +15,7 @@ SUITES = {
     "starvation": "bench.starvation",
     "failover": "bench.failover",
     "crdt": "bench.crdt",
+    "crdt-heal": "bench.crdt_heal",
 }
 
 
