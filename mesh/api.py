@@ -275,6 +275,10 @@ def build_app(node: "Node") -> Starlette:
             return JSONResponse({"error": f"crdt: key {key!r} is not set {where}"}, status_code=404)
         return JSONResponse(entry)
 
+    async def state_delete(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.state.delete(_field(body, "key")))
+
     async def state_list(request: Request):
         return JSONResponse(node.state.list(request.query_params.get("prefix", "")))
 
@@ -333,6 +337,7 @@ def build_app(node: "Node") -> Starlette:
         Route("/state/put", guarded(state_put), methods=["POST"]),
         Route("/state/get", guarded(state_get)),
         Route("/state/list", guarded(state_list)),
+        Route("/state/delete", guarded(state_delete), methods=["POST"]),
         Route("/models/add", guarded(model_add), methods=["POST"]),
         Route("/models", guarded(model_list)),
         Route("/infer", guarded(infer), methods=["POST"]),

@@ -638,6 +638,16 @@ def state_get(key: str, consistency: str, timeout: float, data_dir: Path, as_jso
     emit(doc, as_json, lambda d: json.dumps(d["value"]) if not isinstance(d["value"], str) else d["value"])
 
 
+@state.command("delete")
+@click.argument("key")
+@data_dir_option
+@reports_errors
+def state_delete(key: str, data_dir: Path, as_json: bool) -> None:
+    """Delete KEY on every node (a tombstone that syncs like a write; an older write cannot bring it back)."""
+    doc = client_for(data_dir).state_delete(key)
+    emit(doc, as_json, lambda d: f"deleted {d['key']}" + ("" if d["existed"] else " (it was not set on this node)"))
+
+
 @state.command("list")
 @click.argument("prefix", default="")
 @data_dir_option

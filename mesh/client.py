@@ -115,6 +115,10 @@ class Client:
         return self._waiting(timeout, lambda: self.get("/state/get", key=key, consistency=consistency,
                                                        timeout=str(timeout)))
 
+    def state_delete(self, key: str) -> dict:
+        """``/state/delete``: delete KEY (a tombstone that syncs to every node)."""
+        return self.post("/state/delete", {"key": key})
+
     def _waiting(self, node_timeout: Any, request: Any) -> Any:
         """Run ``request`` with an HTTP timeout that outlasts the node's own wait (so its error arrives)."""
         saved = self.timeout

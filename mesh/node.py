@@ -170,6 +170,7 @@ class Node:
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
         self.models = ModelFiles(self)
         self.admission = Admission(self)
+        self.state.admits = self.admission.admits  # a revoked peer no longer holds tombstones back
         self.rpc.on_abuse = self.admission.cut_off  # stream or garbage floods: refused for a while
         # A refused peer hears only why (no adverts, gossip, sync or calls that would make it look alive).
         self.rpc.may_send = lambda peer, method: method == "admission.refused" or self.admission.admits(peer)

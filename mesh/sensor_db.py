@@ -83,7 +83,8 @@ def _crc(*fields: str | bytes | int) -> int:
 
 
 def _entry_row(e: Entry) -> tuple:
-    value, ts = json.dumps(e.value), msgpack.packb(e.ts.to_wire())
+    # A tombstone's value is the empty string, which no JSON value encodes to.
+    value, ts = ("" if e.deleted else json.dumps(e.value)), msgpack.packb(e.ts.to_wire())
     return e.key, value, ts, e.dot.node, e.dot.counter, _crc(e.key, value, ts, e.dot.node, e.dot.counter)
 
 
@@ -220,9 +221,10 @@ class SensorDB:
                     raise StoreCorrupt(f"crdt-store: {self.path}: the row of key {key!r} fails its checksum")
                 entries.append(Entry(
                     key=key,
-                    value=json.loads(value),
+                    value=None if value == "" else json.loads(value),
                     ts=Timestamp.from_wire(msgpack.unpackb(ts)),
                     dot=Dot(node=dot_node, counter=dot_counter),
+                    deleted=value == "",
                 ))
             meta = {}
             for name, value, crc in self._db.execute("SELECT name, value, crc FROM meta"):
@@ -256,6 +258,36 @@ class SensorDB:
             cur.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL does)
+                cur.execute("ROLLBACK")
+            raise
+
+    def load_members(self) -> list[str]:
+        """The peers this store has synced with (``save_members``); [] if none saved or the row is damaged."""
+        row = self._db.execute("SELECT value, crc FROM meta WHERE name='members'").fetchone()
+        if row is None or row[1] != _crc("members", row[0]):
+            return []
+        members = msgpack.unpackb(row[0])
+        return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
+
+    def save_members(self, members: list[str]) -> None:
+        """Remember the peers this store has synced with (tombstones wait for all of them)."""
+        value = msgpack.packb(members)
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta (name, value, crc) VALUES ('members', ?, ?)",
+                             (value, _crc("members", value)))
+
+    def forget(self, tombstones: list[Entry]) -> None:
+        """Remove collected tombstones (only rows still holding exactly those writes)."""
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.executemany(
+                "DELETE FROM entries WHERE key=? AND dot_node=? AND dot_counter=? AND value=''",
+                [(e.key, e.dot.node, e.dot.counter) for e in tombstones],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
                 cur.execute("ROLLBACK")
             raise
 

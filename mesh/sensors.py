@@ -44,6 +44,7 @@ log = logging.getLogger("meshnode.sensors")
 
 MAX_KEY_LEN = 256
 MAX_VALUE_BYTES = 64 * 1024
+GC_EVERY = 10.0  # seconds between tombstone collections
 
 
 def wall_ms() -> int:
@@ -111,6 +112,12 @@ class SensorState:
         self.broken = ""  # set when a write to disk failed: no more writes or sync until restart
         self._node_id = node_id
         self.replicas = Replicas.alone()  # the node attaches the mesh (consistency levels)
+        # Who must hold a tombstone before it is forgotten: every peer this store ever synced
+        # with (persisted), even one that is away or said goodbye — it may come back — unless
+        # revoked (the node sets ``admits``).
+        self._members: set[str] = set(self._db.load_members())
+        self._members_saved = set(self._members)
+        self.admits: Callable[[str], bool] = lambda peer: True
 
     # -- the API ---------------------------------------------------------------
 
@@ -147,6 +154,47 @@ class SensorState:
                 raise quorum.error(key, timeout)
             doc.update(consistency=MAJORITY, acks=len(quorum.answered), members=quorum.members)
         return doc
+
+    async def delete(self, key: str) -> dict:
+        """Delete ``key``: a tombstone that syncs like a write and beats every older write of it.
+
+        Returns once the tombstone is durable here. Peers forget it (``SyncCore.collect_garbage``)
+        once every member holds it.
+        """
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
+            raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+        async with self._lock:
+            self._check_usable()
+            existed = key in self._map
+            ts = self._clock.now(wall_ms())
+            delta = self._map.delete(key, ts)
+            await self._save(list(delta.entries), ts)
+            self._core.local_write(delta, trio.current_time())
+        self._wake.set()
+        return {"key": key, "deleted": True, "existed": existed, "writer": self.writer, "hlc": list(ts.to_wire())}
+
+    def gc_members(self) -> list[str]:
+        """The peers that must hold a tombstone before it is forgotten."""
+        return sorted(peer for peer in self._members if self.admits(peer))
+
+    async def collect_garbage(self) -> int:
+        """Forget the tombstones every member holds (from the map and the file); returns how many."""
+        members = self.gc_members()
+        async with self._lock:
+            if self.broken:
+                return 0
+            if self._members != self._members_saved:
+                saved = set(self._members)
+                await trio.to_thread.run_sync(self._db.save_members, sorted(saved))
+                self._members_saved = saved
+            gone = self._core.collect_garbage(members)
+            if gone:
+                try:
+                    await trio.to_thread.run_sync(self._db.forget, gone)
+                except Exception as exc:  # the rows stay on disk: harmless, they are collected next start
+                    log.warning("crdt-store: could not remove %d collected tombstones from %s: %s",
+                                len(gone), self._path.name, exc)
+        return len(gone)
 
     def get(self, key: str, consistency: str = "local") -> dict | None:
         """The current entry for ``key`` on this node, or None (a majority read is ``read``)."""
@@ -191,6 +239,7 @@ class SensorState:
     def peer_up(self, peer: str) -> None:
         """A peer joined or came back: schedule a digest exchange with it."""
         self._core.add_peer(peer, trio.current_time())
+        self._members.add(peer)
         self._wake.set()
 
     def peer_down(self, peer: str) -> None:
@@ -280,7 +329,11 @@ class SensorState:
     async def run(self, send: Callable[[str, dict], Any], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Drive the sync core until cancelled; ``send(peer, msg)`` delivers a message."""
         task_status.started()
+        collect_at = trio.current_time() + GC_EVERY
         while True:
+            if trio.current_time() >= collect_at:
+                collect_at = trio.current_time() + GC_EVERY
+                await self.collect_garbage()
             self._wake = trio.Event()  # before outgoing(): a write during the sends wakes the next round
             due: dict[str, list] = {}
             if not self.broken:
@@ -308,7 +361,8 @@ class SensorState:
 
     def statistics(self) -> dict:
         """Counters for status and metrics."""
-        return dict(self.stats, keys=len(self._map), writer=self.writer, broken=self.broken, store=self._db.usage(),
+        return dict(self.stats, keys=len(self._map), tombstones=len(self._map.tombstones()),
+                    writer=self.writer, broken=self.broken, store=self._db.usage(),
                     core=self._core.statistics())
 
     def close(self) -> None:

@@ -122,6 +122,20 @@ def test_state_put_syncs_to_every_node(cluster):
     assert "kitchen/label" in listing.stdout
 
 
+def test_state_delete_removes_the_key_on_every_node(cluster):
+    a, b, c = cluster.nodes
+    assert cli("state", "put", "garage/door", "open", *d(a)).returncode == 0
+    for node in cluster.nodes:
+        wait_for(lambda node=node: node.client().get("/state/list", prefix="garage/"), 10, f"the put on {node.name}")
+    deleted = cli("state", "delete", "garage/door", *d(b))
+    assert deleted.returncode == 0 and "deleted garage/door" in deleted.stdout
+    for node in cluster.nodes:
+        wait_for(lambda node=node: node.client().get("/state/list", prefix="garage/") == [], 10,
+                 f"the delete on {node.name}")
+    missing = cli("state", "get", "garage/door", *d(c))
+    assert missing.returncode != 0 and "not set" in (missing.stderr + missing.stdout)
+
+
 def test_model_add_copies_file_and_infer_offloads_with_identical_outputs(cluster, tmp_path):
     from inference import build_demo_model
 
