@@ -653,10 +653,11 @@ def state_delete(key: str, data_dir: Path, as_json: bool) -> None:
 @data_dir_option
 @reports_errors
 def state_list(prefix: str, data_dir: Path, as_json: bool) -> None:
-    """List entries whose key starts with PREFIX."""
+    """List entries whose key starts with PREFIX (SCOPE local: never leaves this node; zone: its location only)."""
     doc = client_for(data_dir).get("/state/list", prefix=prefix)
-    rows = [dict(r, value=json.dumps(r["value"])) for r in doc]
-    emit(doc, as_json, lambda _: table(rows, [("key", "KEY"), ("value", "VALUE"), ("writer", "WRITER")]))
+    rows = [dict(r, value=json.dumps(r["value"]), scope=r.get("scope", "shared")) for r in doc]
+    emit(doc, as_json, lambda _: table(rows, [("key", "KEY"), ("value", "VALUE"), ("scope", "SCOPE"),
+                                              ("writer", "WRITER")]))
 
 
 # -- models and inference ----------------------------------------------------------

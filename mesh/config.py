@@ -18,9 +18,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from crdt.errors import MeshError
+
+from .privacy import PrivacySettings
 
 NODE_FILE = "node.yaml"
 IDENTITY_FILE = "identity.key"
@@ -110,7 +119,10 @@ class Config(_Section):
     name: str = Field(..., min_length=1, max_length=64, description="human name shown in peers and status")
     tier: Tier = Field("edge", description="device, edge or cloud: what this machine is")
     capabilities: list[str] = Field(default_factory=list, description="free-form tags (camera, gpu, …)")
-    location: str = Field("", max_length=128, description="where the node is (zone for zone-only keys later)")
+    location: str = Field(
+        "", max_length=128,
+        description="where the node is; also its zone: zone-only keys sync only with peers of the same location",
+    )
     listen: str = Field("/ip4/127.0.0.1/tcp/0", description="libp2p listen multiaddr; port fixed at init")
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the local HTTP API; port 0 = any free port")
     join: list[str] = Field(default_factory=list, description="peer addresses to join (…/p2p/PEER_ID)")
@@ -123,6 +135,10 @@ class Config(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    privacy: PrivacySettings = Field(
+        default_factory=PrivacySettings,
+        description="keys that never leave the node or its zone, and noisy aggregates of them (mesh/privacy.py)",
+    )
     data_dir: Path = Field(Path("."), exclude=True, description="where this node keeps its files")
 
     @field_validator("listen")
@@ -147,6 +163,12 @@ class Config(_Section):
             if "/p2p/" not in addr or not addr.startswith("/ip"):
                 raise ValueError(f"{addr!r} must look like /ip4/HOST/tcp/PORT/p2p/PEER_ID")
         return value
+
+    @model_validator(mode="after")
+    def _check_zone(self) -> Config:
+        if self.privacy.zone_only and not self.location:
+            raise ValueError("privacy.zone_only needs `location` set: a node's location is its zone")
+        return self
 
     @property
     def listen_host(self) -> str:

@@ -73,7 +73,7 @@ from .raft_keys import KeySet, RaftKeyRing
 from .rpc import RemoteError, RpcPlane
 from .sensor_quorum import READ_METHOD, WRITE_METHOD
 from .sensor_replicas import Replicas
-from .sensors import SensorState
+from .sensor_scopes import ZONE_METHOD, ScopedState
 from .voters import (
     AddVoter,
     PeerView,
@@ -114,7 +114,7 @@ class InferResult:
 class Node:
     """A running meshnode. Create it with ``async with Node.start(config) as node``."""
 
-    def __init__(self, config: Config, nursery: trio.Nursery, state: SensorState) -> None:
+    def __init__(self, config: Config, nursery: trio.Nursery, state: ScopedState) -> None:
         self.settings = config
         self.data_dir = Path(config.data_dir)
         self._nursery = nursery
@@ -136,6 +136,8 @@ class Node:
         self.rpc = RpcPlane(self.host, nursery)
         self.membership = MembershipDriver(self.peer_id, self.rpc, self._on_member_event)
         self.state = state
+        # Zone-only keys sync with peers of our location, as their descriptors tell (mesh/sensor_scopes.py).
+        state.attach(lambda peer: rec.descriptor.location if (rec := self.peers.get(peer)) else None, self.rpc.notify)
         self.state.replicas = Replicas.for_node(self)  # majority reads and writes (mesh/sensor_quorum.py)
         self.config = ClusterConfig(self)
         self.tasks = ClusterTasks(self)
@@ -187,10 +189,11 @@ class Node:
             peer_id = peer_id_from_seed(read_identity(data_dir))
             # Opening the store integrity-checks the whole SQLite file: not on the event loop.
             state = await trio.to_thread.run_sync(
-                lambda: SensorState(peer_id, data_dir / "sensors.sqlite", interval=config.sync.interval)
+                lambda: ScopedState.open(peer_id, data_dir, config)
             )
             state.limit_store(config.sync.max_store_mb, config.sync.min_free_mb)
             node: Node | None = None
+            body_error: Exception | None = None
             try:
                 async with trio.open_nursery() as nursery:
                     node = cls(config, nursery, state)
@@ -211,6 +214,12 @@ class Node:
                         log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
                         try:
                             yield node
+                        except Exception as exc:
+                            # Re-raised below: libp2p's shutdown awaits under the scope cancelled at the
+                            # end of this block, and the Cancelled it gets would replace the error and be
+                            # absorbed by the nursery (the caller's exception would vanish).
+                            body_error = exc
+                            raise
                         finally:
                             # A voter hands over its vote first (bounded: then it just leaves).
                             with trio.CancelScope(shield=True), trio.move_on_after(HANDOVER_LIMIT):
@@ -223,6 +232,8 @@ class Node:
                                     await node.membership.flush()
                                     await node._say_goodbye()
                             nursery.cancel_scope.cancel()
+                if body_error is not None:
+                    raise body_error
             finally:
                 # Every task and worker thread has finished now: nothing can still use Raft or SQLite.
                 with trio.CancelScope(shield=True):
@@ -399,6 +410,7 @@ class Node:
             self._report_duplicate(desc, duplicate)
             if desc.instance == duplicate[1]:
                 self._refuse_twin(desc)
+        old = self.peers.get(desc.peer_id)
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
@@ -407,6 +419,10 @@ class Node:
             verdict = self.membership.verdict(desc.peer_id)
             self.peers.judge(desc.peer_id, "alive" if verdict in ("alive", "left") else verdict)
             self._advert_now.set()
+        elif old is not None and not old.connected:
+            # Back after a dropped connection the detector never called dead: losing the
+            # connection stopped sensor sync with it (peer_down), so resume it here.
+            self.state.peer_up(desc.peer_id)
         if desc.addrs:
             self.host.add_addrs(desc.peer_id, list(desc.addrs))
 
@@ -1186,6 +1202,7 @@ class Node:
         route_note("bye", self._on_bye)
         route_note("identity.conflict", self._on_identity_conflict)
         route_note("crdt.sync", self.state.receive)
+        route_note(ZONE_METHOD, self.state.receive_zone)
         route(WRITE_METHOD, self.state.on_write)
         route(READ_METHOD, self.state.on_read)
         route_note(SWIM_METHOD, self.membership.receive)  # replaces the driver's unguarded route
