@@ -263,7 +263,8 @@ def build_app(node: "Node") -> Starlette:
         body = await _json(request)
         return JSONResponse(await node.state.put(
             _field(body, "key"), body.get("value"),
-            consistency=body.get("consistency", "local"), timeout=body.get("timeout", DEFAULT_TIMEOUT)))
+            consistency=body.get("consistency", "local"), timeout=body.get("timeout", DEFAULT_TIMEOUT),
+            scope=body.get("scope")))  # a check against the privacy config, never an override
 
     async def state_get(request: Request):
         key = request.query_params.get("key", "")

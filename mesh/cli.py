@@ -619,12 +619,22 @@ def _acked(d: dict) -> str:
 @click.argument("key")
 @click.argument("value")
 @consistency_options
+@click.option("--scope", type=click.Choice(["local", "zone", "shared"]), default=None,
+              help="Refuse the write unless KEY has this scope under the node's privacy config "
+                   "(a check against typos; the config decides where a key lives).")
 @data_dir_option
 @reports_errors
-def state_put(key: str, value: str, consistency: str, timeout: float, data_dir: Path, as_json: bool) -> None:
+def state_put(key: str, value: str, consistency: str, timeout: float, scope: str | None, data_dir: Path,
+              as_json: bool) -> None:
     """Write KEY = VALUE; durable on this node (or a majority of members) when the command returns."""
-    doc = client_for(data_dir).state_put(key, parse_value(value), consistency=consistency, timeout=timeout)
-    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])}{_acked(d)}")
+    doc = client_for(data_dir).state_put(key, parse_value(value), consistency=consistency, timeout=timeout,
+                                         scope=scope)
+    emit(doc, as_json, lambda d: f"{d['key']} = {json.dumps(d['value'])}{_acked(d)}{_scope_note(d)}")
+
+
+def _scope_note(d: dict) -> str:
+    return {"local": " (local-only: never leaves this node)",
+            "zone": " (zone-only: synced with this location only)"}.get(d.get("scope", ""), "")
 
 
 @state.command("get")

@@ -105,9 +105,15 @@ class Client:
         data, _ = self._request("POST", path, body=pack(body), content_type="application/msgpack")
         return unpack(data)
 
-    def state_put(self, key: str, value: Any, *, consistency: str = "local", timeout: float = 5.0) -> dict:
-        """``/state/put``: write KEY = VALUE, durable here (``local``) or on a majority of members."""
+    def state_put(self, key: str, value: Any, *, consistency: str = "local", timeout: float = 5.0,
+                  scope: str | None = None) -> dict:
+        """``/state/put``: write KEY = VALUE, durable here (``local``) or on a majority of members.
+
+        ``scope`` (local, zone, shared), if given, must be the key's scope under the node's privacy config.
+        """
         body = {"key": key, "value": value, "consistency": consistency, "timeout": timeout}
+        if scope is not None:
+            body["scope"] = scope
         return self._waiting(timeout, lambda: self.post("/state/put", body))
 
     def state_get(self, key: str, *, consistency: str = "local", timeout: float = 5.0) -> dict:

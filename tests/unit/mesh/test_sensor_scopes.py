@@ -235,8 +235,12 @@ def test_local_delete_limits_and_node_hooks_reach_the_right_stores(tmp_path):
         gone = await st.delete("secret/a")
         assert gone["existed"] and gone["scope"] == "local" and st.get("secret/a") is None
         assert not (await st.delete("secret/a"))["existed"]
+        await st.put("floor/x", 1)
+        assert (await st.delete("floor/x"))["scope"] == "zone" and st.get("floor/x") is None
         assert st.list() == []
-        again = st
+        st.close()
+        again = open_state(tmp_path, "a")
+        assert again.get("secret/a") is None and again.list() == []  # the tombstones are durable
         # The store bounds apply to the local file too: a tiny limit refuses a new key there.
         again.limit_store(max_store_mb=0.0001, min_free_mb=0)
         with pytest.raises(MeshError, match="crdt-store: local.sqlite is full"):
