@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from mesh.cluster import wait_for
+from mesh.config import SyncSettings
 from mesh.netlab import LanCluster, time_until, why_unavailable
 
 NODES = 5
@@ -88,14 +89,13 @@ def run(rounds: int = ROUNDS, seed: int = 5) -> list[dict]:
             lab.add_node()
         lab.start_all()
         lab.wait_mesh(timeout=60)
-        interval = lab.nodes[0].client().get("/status").get("sync_interval")
         results = [_round(lab, rng, n) for n in range(rounds)]
     finally:
         lab.close()
         shutil.rmtree(root, ignore_errors=True)
     converge = sorted(r[0] for r in results)
     reconnect = sorted(r[1] for r in results)
-    interval = interval or 0.5
+    interval = SyncSettings().interval  # the nodes run the default
     return [
         {"name": f"{NODES} nodes, 2|3 partition healed: all hold every write", "rounds": rounds,
          "median_s": round(statistics.median(converge), 3), "max_s": round(converge[-1], 3),
