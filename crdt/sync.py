@@ -14,6 +14,13 @@ digest pull in the spirit of automerge's sync protocol):
   ``reply_context``; we answer that with what it lacks, and the exchange ends.
   This repairs every lost push, reordering and restart. ``add_peer`` starts an
   exchange at once.
+- **Relay pruning.** ``relay_to(origin, peer)``, when given, says whether
+  entries learned from ``origin`` should be relayed to ``peer``. The node
+  answers False when ``peer`` syncs with ``origin`` directly: ``origin`` (or
+  whoever it learned them from) covers ``peer`` already. In a full mesh that
+  turns (N-1)(N-2) relays per write into none, and every peer of every node
+  that has a write still gets it from someone; a wrong answer only delays a
+  write until the next digest exchange.
 - **What a peer lacks** is decided by dots, per peer: ``confirmed`` holds only
   what the peer told us it has, so answering it with our whole context is safe
   (see ``LWWMap``); ``sent`` adds what we pushed, to avoid pushing twice.
@@ -36,7 +43,7 @@ confirmed context lacks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._checks import check_int, check_node, check_now
 from ._peer_sync import NO_REPLY, REPLY, REPLY_AND_ASK, PeerSync
@@ -66,7 +73,8 @@ _COUNTERS = (
 class SyncCore:
     """Anti-entropy engine for one ``LWWMap``: feed it messages and time, send what ``outgoing`` returns."""
 
-    def __init__(self, store: LWWMap, interval: float = 0.5, *, max_entries: int = 128, relay: bool = True) -> None:
+    def __init__(self, store: LWWMap, interval: float = 0.5, *, max_entries: int = 128, relay: bool = True,
+                 relay_to: Callable[[str, str], bool] | None = None) -> None:
         if not isinstance(store, LWWMap):
             raise LocalProtocolError(f"crdt: SyncCore needs an LWWMap, got {type(store).__name__}")
         check_now(interval, "interval")
@@ -77,6 +85,9 @@ class SyncCore:
         # Entries per SyncDelta: 128 values at the mesh's 64 KiB cap stay well under its 16 MiB frame.
         self._max_entries = check_int(max_entries, "max_entries", minimum=1)
         self._relay = bool(relay)
+        if relay_to is not None and not callable(relay_to):
+            raise LocalProtocolError(f"crdt: relay_to must be callable, got {type(relay_to).__name__}")
+        self._relay_to = relay_to
         self._peers: dict[str, PeerSync] = {}
         # (origin, entries) learned or written since the last outgoing(): handed to each peer's
         # buffer there, once per flush, so a burst of receives costs one pass per peer.
@@ -180,7 +191,7 @@ class SyncCore:
         if self._backlog:
             for peer, state in self._peers.items():
                 for origin, entries in self._backlog:
-                    if origin != peer:
+                    if origin is None or (origin != peer and (self._relay_to is None or self._relay_to(origin, peer))):
                         state.push_all(entries)
             self._backlog.clear()
         for peer, state in self._peers.items():

@@ -89,6 +89,7 @@ ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 MAX_PARALLEL_DIALS = 16
+VIEW_FRESH = 3.0  # seconds an advert's peer list counts for relay decisions (adverts come every second)
 TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
 VOTER_TICK = 0.5  # seconds between the leader's looks at the voter set (mesh/voters.py)
 HANDOVER_LIMIT = 3.0  # seconds a stopping voter spends handing over its vote before it just leaves
@@ -173,6 +174,10 @@ class Node:
         self.models = ModelFiles(self)
         self.admission = Admission(self)
         self.state.admits = self.admission.admits  # a revoked peer no longer holds tombstones back
+        # Each peer's view from its last advert: (when, the peers it has alive). Sensor sync skips
+        # relaying to a peer that hears from the origin itself (crdt.SyncCore relay_to).
+        self._advert_views: dict[str, tuple[float, frozenset[str]]] = {}
+        self.state.relay_to = self._relay_to
         self.rpc.on_abuse = self.admission.cut_off  # stream or garbage floods: refused for a while
         # A refused peer hears only why (no adverts, gossip, sync or calls that would make it look alive).
         self.rpc.may_send = lambda peer, method: method == "admission.refused" or self.admission.admits(peer)
@@ -516,6 +521,8 @@ class Node:
         known = body.get("peers", [])
         if not isinstance(known, list):
             raise RemoteProtocolError("mesh: advert peers must be a list")
+        self._advert_views[peer] = (trio.current_time(), frozenset(
+            item[0] for item in known[:256] if isinstance(item, list) and item and isinstance(item[0], str)))
         for item in known[:256]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
                 continue
@@ -530,6 +537,11 @@ class Node:
             if isinstance(addrs, list) and addrs and all(isinstance(a, str) for a in addrs):
                 self._dialing.add(other)
                 self._nursery.start_soon(self._dial_learned, other, addrs[0])
+
+    def _relay_to(self, origin: str, peer: str) -> bool:
+        """Relay sensor entries learned from ``origin`` to ``peer`` unless ``peer``'s fresh advert shows it alive."""
+        view = self._advert_views.get(peer)
+        return view is None or trio.current_time() - view[0] > VIEW_FRESH or origin not in view[1]
 
     def _on_sighting(self, peer: str, addrs: list[str]) -> None:
         """mDNS saw ``peer`` on the LAN: admit it as peer exchange does (Noise with the mesh key, then hello)."""

@@ -105,7 +105,10 @@ class SensorState:
         self.writer = node_id if epoch == 0 else f"{node_id}~{epoch}"
         self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
         self._clock = HybridLogicalClock(self.writer, last=last) if last is not None else HybridLogicalClock(self.writer)
-        self._core = SyncCore(self._map, interval=interval)
+        # Whether entries learned from one peer are relayed to another; the node answers from
+        # adverts (no relay to a peer that syncs with the origin directly). See SyncCore.
+        self.relay_to: Callable[[str, str], bool] = lambda origin, peer: True
+        self._core = SyncCore(self._map, interval=interval, relay_to=self._relay_to)
         self._lock = trio.Lock()
         self._wake = trio.Event()
         self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
@@ -172,6 +175,9 @@ class SensorState:
             self._core.local_write(delta, trio.current_time())
         self._wake.set()
         return {"key": key, "deleted": True, "existed": existed, "writer": self.writer, "hlc": list(ts.to_wire())}
+
+    def _relay_to(self, origin: str, peer: str) -> bool:
+        return self.relay_to(origin, peer)
 
     def gc_members(self) -> list[str]:
         """The peers that must hold a tombstone before it is forgotten."""
@@ -317,7 +323,7 @@ class SensorState:
             return False
         peers = self._core.peers()
         self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
-        self._core = SyncCore(self._map, interval=self._core.interval)
+        self._core = SyncCore(self._map, interval=self._core.interval, relay_to=self._relay_to)
         for peer in peers:
             self._core.add_peer(peer, trio.current_time())
         return True

@@ -299,6 +299,46 @@ def test_relay_can_be_turned_off_for_full_meshes():
     assert net.converged()  # ... but the digests still carry it across
 
 
+def _links_of(pairs: str):
+    links = {frozenset(pair) for pair in pairs.split()}
+    return lambda origin, peer: frozenset((origin, peer)) not in links  # relay unless they talk directly
+
+
+def test_relay_pruning_sends_no_relays_in_a_full_mesh_and_every_write_still_arrives_at_once():
+    pairs = "ab ac ad bc bd cd"
+    net = Net("abcd", links=pairs, relay_to=_links_of(pairs))
+    net.settle()
+    net.now = 0.1
+    start = len(net.log)
+    net.write("a", "x", 1)
+    net.write("c", "y", 2)
+    net.step()
+    assert all(m.get("x") and m.get("y") for m in net.maps.values())  # one round: straight from the writers
+    net.step()
+    pushes = [(s, d) for s, d, m in net.log[start:] if isinstance(m, SyncDelta) and m.delta.entries]
+    assert sorted(pushes) == sorted([("a", p) for p in "bcd"] + [("c", p) for p in "abd"])  # no relays
+
+
+def test_relay_pruning_still_relays_along_a_chain_with_a_shortcut():
+    # a-b-c-d with a shortcut b-d: c learns from b, d learns from b directly; nobody needs c to relay to d.
+    pairs = "ab bc cd bd"
+    net = Net("abcd", links=pairs, relay_to=_links_of(pairs))
+    net.settle()
+    net.now = 0.1
+    start = len(net.log)
+    net.write("a", "x", 1)
+    for _ in range(2):
+        net.step()
+    assert all(m.get("x") for m in net.maps.values())
+    relays = {(s, d) for s, d, m in net.log[start:] if isinstance(m, SyncDelta) and m.delta.entries}
+    assert relays == {("a", "b"), ("b", "c"), ("b", "d")}
+
+
+def test_relay_to_must_be_callable():
+    with pytest.raises(LocalProtocolError, match="relay_to must be callable"):
+        SyncCore(LWWMap("a"), relay_to="everyone")  # type: ignore[arg-type]
+
+
 def test_remove_peer_stops_all_traffic_to_it():
     net = Net("ab")
     net.cores["a"].remove_peer("b")
