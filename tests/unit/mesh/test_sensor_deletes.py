@@ -90,3 +90,19 @@ def test_a_delete_syncs_to_a_peer_and_is_collected_once_it_confirmed(tmp_path):
         b.close()
 
     trio.run(main)
+
+
+def test_the_node_wiring_reaches_the_shared_and_zone_stores(tmp_path):
+    from mesh.config import Config
+    from mesh.sensor_scopes import ScopedState
+
+    config = Config.model_validate({"name": "a", "location": "kitchen"})
+    state = ScopedState.open("a", tmp_path, config)
+    try:
+        state.relay_to = lambda origin, peer: origin == "x"
+        state.admits = lambda peer: peer != "revoked"
+        for store in (state._shared, state._zone):
+            assert store.relay_to("x", "y") and not store.relay_to("z", "y")
+            assert store.admits("p") and not store.admits("revoked")
+    finally:
+        state.close()
