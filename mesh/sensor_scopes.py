@@ -95,17 +95,6 @@ class LocalStore:
             await trio.to_thread.run_sync(self._db.save, list(delta.entries), self._map.context, ts)
         return {"key": key, "deleted": True, "existed": existed, "writer": self._map.node, "hlc": list(ts.to_wire())}
 
-    @property
-    def relay_to(self) -> Callable[[str, str], bool]:
-        """Whether entries learned from one peer are relayed to another (see ``crdt.SyncCore``)."""
-        return self._shared.relay_to
-
-    @relay_to.setter
-    def relay_to(self, value: Callable[[str, str], bool]) -> None:
-        for store in (self._shared, self._zone):
-            if store is not None:
-                store.relay_to = value
-
     def limit_store(self, max_store_mb: float, min_free_mb: float) -> None:
         """The same bounds as the shared store (``sync.max_store_mb``, ``sync.min_free_mb``)."""
         self._db.max_bytes, self._db.min_free = int(max_store_mb * MB), int(min_free_mb * MB)
