@@ -40,13 +40,14 @@ from . import privacy
 from .config import Config
 from .privacy import LOCAL, SCOPES, SHARED, ZONE, AggregateRule, PrivacySettings
 from .sensor_db import MB, SensorDB, StoreCorrupt
-from .sensors import MAX_KEY_LEN, MAX_VALUE_BYTES, SensorState, entry_to_json, wall_ms
+from .sensors import MAX_VALUE_BYTES, SensorState, check_key, entry_to_json, wall_ms
 
 log = logging.getLogger("meshnode.privacy")
 
 ZONE_METHOD = "crdt.zone"
 SHARED_FILE, ZONE_FILE, LOCAL_FILE = "sensors.sqlite", "zone.sqlite", "local.sqlite"
 
+_OWN = frozenset({"settings", "location", "privacy_stats"})  # ScopedState's own public attributes
 LocationOf = Callable[[str], "str | None"]
 Notify = Callable[[str, str, Any], Awaitable[None]]
 
@@ -118,8 +119,7 @@ class LocalStore:
 
 def check_entry(key: Any, value: Any) -> None:
     """The limits ``SensorState.put`` applies, for the local store."""
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
-        raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+    check_key(key)
     try:
         size = len(json.dumps(value))
     except (TypeError, ValueError) as exc:
@@ -199,6 +199,16 @@ class ScopedState:
     def replicas(self, value: Any) -> None:
         self._shared.replicas = value
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Hooks the node sets on its sensor store (``relay_to``, ...) reach the stores that sync;
+        # ``replicas`` (majority reads and writes ask every member) only the shared one.
+        if name.startswith("_") or name in _OWN or isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)
+            return
+        setattr(self._shared, name, value)
+        if self._zone is not None:
+            setattr(self._zone, name, value)
+
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not defined here: counters and helpers of the shared store.
         if name.startswith("__") or name in ("_shared", "_local", "_zone"):
@@ -233,6 +243,15 @@ class ScopedState:
         scope = self.scope_of(key) if isinstance(key, str) else SHARED
         store = self._shared if scope == SHARED else self._local if scope == LOCAL else self._zone_store()
         return _scoped(await store.delete(key), scope)
+
+    async def incr(self, key: str, by: int = 1) -> dict:
+        """Add ``by`` to counter ``key`` in the store of its scope (shared or zone)."""
+        scope = self.scope_of(key) if isinstance(key, str) else SHARED
+        if scope == LOCAL:
+            raise MeshError(f"privacy: {key!r} is local-only, and counters live in synced stores only; "
+                            "keep a local-only count with `state put`")
+        store = self._shared if scope == SHARED else self._zone_store()
+        return _scoped(await store.incr(key, by), scope)
 
     def get(self, key: str, **options: Any) -> dict | None:
         """This node's entry for ``key``, from the store of its scope, with a ``scope`` field."""

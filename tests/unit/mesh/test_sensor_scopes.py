@@ -252,6 +252,10 @@ def test_local_delete_limits_and_node_hooks_reach_the_right_stores(tmp_path):
         assert again._shared.replicas is marker and again._zone.replicas is not marker
         again.admits = lambda peer: False
         assert not again._shared.admits("p") and not again._zone.admits("p")
+        hook = lambda origin, peer: False
+        again.relay_to = hook  # any other hook the node sets reaches both syncing stores
+        assert again._shared.relay_to is hook and again._zone.relay_to is hook and again.relay_to is hook
+        assert "relay_to" not in vars(again)
         again.close()
 
     trio.run(main)
