@@ -130,7 +130,7 @@ def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
                         on_peer_event=lambda *_: None)
             methods = ["hello", "raft.join", "raft.add", "raft.submit", "raft.models", "model.fetch", "infer",
                        "link.open", "raft.admitted"]
-            notes = ["advert", "crdt.sync", "bye", "admission.refused"]
+            notes = ["advert", "crdt.sync", "crdt.zone", "bye", "admission.refused"]
             async with trio.open_nursery() as nursery, evil.running():
                 rpc = RpcPlane(evil, nursery)
                 await evil.connect(node.host.addrs()[0])
