@@ -280,6 +280,10 @@ def build_app(node: "Node") -> Starlette:
         body = await _json(request)
         return JSONResponse(await node.state.delete(_field(body, "key")))
 
+    async def state_incr(request: Request):
+        body = await _json(request)
+        return JSONResponse(await node.state.incr(_field(body, "key"), body.get("by", 1)))
+
     async def state_list(request: Request):
         return JSONResponse(node.state.list(request.query_params.get("prefix", "")))
 
@@ -339,6 +343,7 @@ def build_app(node: "Node") -> Starlette:
         Route("/state/get", guarded(state_get)),
         Route("/state/list", guarded(state_list)),
         Route("/state/delete", guarded(state_delete), methods=["POST"]),
+        Route("/state/incr", guarded(state_incr), methods=["POST"]),
         Route("/models/add", guarded(model_add), methods=["POST"]),
         Route("/models", guarded(model_list)),
         Route("/infer", guarded(infer), methods=["POST"]),

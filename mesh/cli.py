@@ -658,6 +658,17 @@ def state_delete(key: str, data_dir: Path, as_json: bool) -> None:
     emit(doc, as_json, lambda d: f"deleted {d['key']}" + ("" if d["existed"] else " (it was not set on this node)"))
 
 
+@state.command("incr", context_settings={"ignore_unknown_options": True})  # so `incr KEY -2` subtracts
+@click.argument("key")
+@click.argument("by", type=int, default=1)
+@data_dir_option
+@reports_errors
+def state_incr(key: str, by: int, data_dir: Path, as_json: bool) -> None:
+    """Add BY (default 1; negative subtracts) to counter KEY; increments on every node, offline too, all count."""
+    doc = client_for(data_dir).state_incr(key, by)
+    emit(doc, as_json, lambda d: f"{d['key']} = {d['value']}")
+
+
 @state.command("list")
 @click.argument("prefix", default="")
 @data_dir_option

@@ -125,6 +125,10 @@ class Client:
         """``/state/delete``: delete KEY (a tombstone that syncs to every node)."""
         return self.post("/state/delete", {"key": key})
 
+    def state_incr(self, key: str, by: int = 1) -> dict:
+        """``/state/incr``: add BY to counter KEY (increments on every node all count)."""
+        return self.post("/state/incr", {"key": key, "by": by})
+
     def _waiting(self, node_timeout: Any, request: Any) -> Any:
         """Run ``request`` with an HTTP timeout that outlasts the node's own wait (so its error arrives)."""
         saved = self.timeout

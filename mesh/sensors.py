@@ -38,6 +38,7 @@ from .sensor_quorum import (
     read_write_request,
     write_request,
 )
+from . import sensor_counters as counters
 from .sensor_replicas import Replicas
 
 log = logging.getLogger("meshnode.sensors")
@@ -52,6 +53,14 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+def check_key(key: Any) -> None:
+    """A user key: a non-empty string of at most ``MAX_KEY_LEN`` characters, without NUL."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
+        raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+    if "\x00" in key:
+        raise MeshError("crdt: key must not contain NUL (\\x00); it is reserved for counters")
+
+
 def entry_to_json(entry: Entry) -> dict:
     """An entry as the API shows it."""
     return {
@@ -60,6 +69,21 @@ def entry_to_json(entry: Entry) -> dict:
         "writer": entry.dot.node,
         "hlc": list(entry.ts.to_wire()),
         "time_ms": entry.ts.wall_ms,
+    }
+
+
+def counter_to_json(key: str, parts: list[Entry]) -> dict:
+    """A counter as the API shows it: its value, how many writers counted, the newest writer entry's time."""
+    value, writers = counters.value_of(parts)
+    newest = max(parts, key=lambda e: e.ts)
+    return {
+        "key": key,
+        "value": value,
+        "type": "counter",
+        "writers": writers,
+        "writer": newest.dot.node,
+        "hlc": list(newest.ts.to_wire()),
+        "time_ms": newest.ts.wall_ms,
     }
 
 
@@ -132,8 +156,7 @@ class SensorState:
         write is kept here and still syncs (see ``mesh.sensor_quorum``).
         """
         level, timeout = check_level(consistency), check_timeout(timeout)
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
-            raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+        check_key(key)
         try:
             size = len(json.dumps(value))
         except (TypeError, ValueError) as exc:
@@ -164,17 +187,47 @@ class SensorState:
         Returns once the tombstone is durable here. Peers forget it (``SyncCore.collect_garbage``)
         once every member holds it.
         """
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN:
-            raise MeshError(f"crdt: key must be a non-empty string of at most {MAX_KEY_LEN} characters")
+        check_key(key)
         async with self._lock:
             self._check_usable()
-            existed = key in self._map
+            parts = self._map.entries(counters.counter_prefix(key))  # a counter: every writer's entry
+            existed = key in self._map or bool(parts)
+            deltas = []
+            for entry_key in [key] if not parts else [e.key for e in parts]:
+                ts = self._clock.now(wall_ms())
+                deltas.append(self._map.delete(entry_key, ts))
+            await self._save([e for d in deltas for e in d.entries], ts)
+            for delta in deltas:
+                self._core.local_write(delta, trio.current_time())
+        self._wake.set()
+        return {"key": key, "deleted": True, "existed": existed, "writer": self.writer, "hlc": list(ts.to_wire())}
+
+    async def incr(self, key: str, by: int = 1) -> dict:
+        """Add ``by`` (negative: subtract) to counter ``key``; returns the counter as this node sees it.
+
+        A PN-counter over per-writer entries (``mesh/sensor_counters.py``):
+        increments on many nodes at once all count, offline too.
+        """
+        check_key(key)
+        sub = counters.counter_key(key, self.writer)
+        async with self._lock:
+            self._check_usable()
+            if key in self._map:
+                raise MeshError(f"crdt: {key!r} holds a value, not a counter; delete it first or count under another key")
+            mine = self._map.get(sub)
+            value = counters.step(mine.value if mine is not None else None, by)
+            self._db.check_room(sub, len(json.dumps(value)))
             ts = self._clock.now(wall_ms())
-            delta = self._map.delete(key, ts)
+            delta = self._map.put(sub, value, ts)
             await self._save(list(delta.entries), ts)
             self._core.local_write(delta, trio.current_time())
         self._wake.set()
-        return {"key": key, "deleted": True, "existed": existed, "writer": self.writer, "hlc": list(ts.to_wire())}
+        return self._counter(key)
+
+    def _counter(self, key: str) -> dict | None:
+        """Counter ``key`` as the API shows it, or None if no writer has counted under it."""
+        parts = self._map.entries(counters.counter_prefix(key))
+        return counter_to_json(key, parts) if parts else None
 
     def _relay_to(self, origin: str, peer: str) -> bool:
         return self.relay_to(origin, peer)
@@ -208,7 +261,9 @@ class SensorState:
             raise MeshError("crdt: a majority read waits for peers; use `await state.read(key, "
                             "consistency='majority')`")
         entry = self._map.get(key)
-        return entry_to_json(entry) if entry is not None else None
+        if entry is None:
+            return self._counter(key) if isinstance(key, str) and key else None
+        return entry_to_json(entry)
 
     async def read(self, key: str, *, consistency: str = "local", timeout: float = DEFAULT_TIMEOUT) -> dict | None:
         """The entry for ``key``: this node's (``local``), or the newest among a majority (``majority``).
@@ -234,8 +289,11 @@ class SensorState:
         return doc
 
     def list(self, prefix: str = "") -> list[dict]:
-        """Entries whose key starts with ``prefix``, sorted by key."""
-        return [entry_to_json(e) for e in self._map.entries(prefix)]
+        """Entries whose key starts with ``prefix``, counters among them, sorted by key."""
+        rows = [entry_to_json(e) for e in self._map.entries(prefix) if not e.key.startswith(counters.PREFIX)]
+        grouped = counters.group(self._map.entries(counters.PREFIX + prefix))
+        rows += [counter_to_json(key, parts) for key, parts in grouped.items() if key.startswith(prefix)]
+        return sorted(rows, key=lambda row: row["key"])
 
     def __len__(self) -> int:
         return len(self._map)

@@ -136,6 +136,18 @@ def test_state_delete_removes_the_key_on_every_node(cluster):
     assert missing.returncode != 0 and "not set" in (missing.stderr + missing.stdout)
 
 
+def test_counter_increments_on_every_node_all_count(cluster):
+    a, b, c = cluster.nodes
+    for node, by in ((a, "3"), (b, "4"), (c, "-2"), (a, "1")):
+        assert cli("state", "incr", "hall/visitors", by, *d(node)).returncode == 0
+    for node in cluster.nodes:
+        doc = wait_for(lambda node=node: (g := node.client().state_get("hall/visitors"))["value"] == 6 and g,
+                       10, f"the counter on {node.name}")
+        assert doc["type"] == "counter" and doc["writers"] == 3
+    bad = cli("state", "incr", "hall/visitors", "0", *d(a))
+    assert bad.returncode != 0 and "counter step must be a non-zero integer" in (bad.stderr + bad.stdout)
+
+
 def test_model_add_copies_file_and_infer_offloads_with_identical_outputs(cluster, tmp_path):
     from inference import build_demo_model
 
