@@ -23,12 +23,14 @@ mesh) instead of racing it.
    plus the state vector, and the updates a connected peer would be sent.
    Each as a fraction of full-state bytes.
 
-Where our apply time goes (cProfile of ``_our_apply``):
-one reading per message, half is ``decode_message`` (building and checking
-``CausalContext``/``Entry``/``Dot``/``Timestamp`` objects) and half is
-``receive``, mostly ``CausalContext.merge`` (the store's context and the
-peer's ``confirmed`` and ``sent``, each re-compacted); batched, per-entry
-decoding dominates. msgpack itself is about 1%. pycrdt does all of it in Rust.
+Where our apply time goes (one reading per message, about 2.5 µs on an idle
+2-core machine): msgpack 0.25 µs, ``decode_message`` about 1 µs (checks, then
+the ``Entry``/``Timestamp``/``Dot`` named tuples and the message), ``receive``
+about 1.1 µs (the map, the mutable contexts of the store and of the peer, the
+relay backlog). Batched, the per-entry Python work stays (about 0.45 µs to
+decode and 0.6 µs to receive a reading) while pycrdt applies one in 0.4 µs in
+Rust: there we stay below it (about 0.3x). Relaying (``outgoing``: each peer's
+buffer, pushes, encoding) is timed apart and is not part of the ratio.
 """
 
 from __future__ import annotations

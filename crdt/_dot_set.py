@@ -15,9 +15,15 @@ or decoded.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from .causal_context import CausalContext
 from .dot import Dot
 from .version_vector import VersionVector
+
+
+_node_of = itemgetter(0)
+_counter_of = itemgetter(1)
 
 
 class DotSet:
@@ -70,6 +76,24 @@ class DotSet:
         else:
             above.add(counter)
         self._frozen = None
+
+    def add_all(self, dots: list[Dot] | tuple[Dot, ...]) -> None:
+        """Add every dot; a run of one node's next counters (a push) costs one update."""
+        if len(dots) > 4:
+            node = dots[0][0]
+            if all(map(node.__eq__, map(_node_of, dots))):
+                counters = sorted(map(_counter_of, dots))
+                top = self.vv.get(node, 0)
+                if counters[0] <= top + 1 and counters == list(range(counters[0], counters[-1] + 1)):
+                    if counters[-1] > top:
+                        self.vv[node] = counters[-1]
+                        above = self.cloud.get(node)
+                        if above:
+                            self._fold(node, counters[-1], above)
+                        self._frozen = None
+                    return
+        for node, counter in dots:
+            self.add(node, counter)
 
     def update(self, context: CausalContext) -> None:
         """Add every dot of ``context``."""

@@ -47,15 +47,15 @@ class PeerSync:
     def learn_delta(self, delta: Delta) -> None:
         """The peer sent us ``delta``, so it has (at least) its context."""
         if delta._is_implicit:
-            confirm = self.confirmed.add
-            send = self.sent.add
-            for entry in delta._entries:
-                node, counter = entry[3]
-                confirm(node, counter)
-                send(node, counter)
-            for node, counter in delta._superseded:
-                confirm(node, counter)
-                send(node, counter)
+            if len(delta._entries) == 1 and not delta._superseded:
+                node, counter = delta._entries[0][3]  # one reading: the common push
+                self.confirmed.add(node, counter)
+                self.sent.add(node, counter)
+                return
+            dots = [entry[3] for entry in delta._entries]
+            dots += delta._superseded
+            self.confirmed.add_all(dots)
+            self.sent.add_all(dots)
         else:
             self.learn(delta.context, authoritative=False)
 

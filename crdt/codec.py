@@ -32,6 +32,7 @@ them (the receive path is the sync hot path). Golden vectors in
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any
 
 from ._checks import MAX_INT, MAX_NODE_LEN, check_fields, json_value, wire_errors
@@ -60,6 +61,9 @@ _SHAPE_V2 = {
     "delta": '["delta", 2, nodes, entries, superseded, context, reply_context, deleted]',
 }
 _SCALARS = (str, float, int, bool, type(None))
+_PLAIN = set(_SCALARS)
+_INT = {int}
+_tuple_new = tuple.__new__
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
@@ -225,18 +229,30 @@ def _context(obj: Any, nodes: list, n_nodes: int, where: str) -> CausalContext:
 
 def _decode_delta(obj: list) -> SyncDelta:
     _, _, nodes, flat, extra, context, reply, deleted = obj
-    n_nodes = _nodes(nodes)
+    if type(nodes) is list and len(nodes) == 1 and type(nodes[0]) is str and 0 < len(nodes[0]) <= MAX_NODE_LEN:
+        n_nodes = 1  # a push from one writer
+    else:
+        n_nodes = _nodes(nodes)
     if type(flat) is not list or len(flat) % 6:
         raise _remote("entries", "expected a flat list of [key, value, wall_ms, counter, node_index, dot_counter] entries")
     if len(flat) == 6:
-        # One reading, the common push: straight-line checks, same rules as the loop below.
-        values = [flat[1]]
-        _check_entry(0, flat[0], flat[2], flat[3], flat[4], flat[5], n_nodes)
-        _check_value(0, flat[0], values)
-        node = nodes[flat[4]]
-        entries: tuple[Entry, ...] = (
-            _entry(flat[0], values[0], _timestamp(flat[2], flat[3], node), _dot(node, flat[5])),
-        )
+        # One reading, the common push: the checks of _check_entry/_check_value in one expression
+        # (``v - v == 0.0`` is false exactly for nan and the infinities); any doubt goes through them.
+        key, value, wall, hlc, writer, counter = flat
+        kind = type(value)
+        if not (type(key) is str and type(wall) is int and 0 <= wall <= MAX_INT and type(hlc) is int
+                and 0 <= hlc <= MAX_INT and type(writer) is int and 0 <= writer < n_nodes
+                and type(counter) is int and 1 <= counter <= MAX_INT
+                and (kind is float and value - value == 0.0 or kind is str or kind is bool or value is None
+                     or kind is int and _INT_MIN <= value <= _INT_MAX)):
+            values = [value]
+            _check_entry(0, key, wall, hlc, writer, counter, n_nodes)
+            _check_value(0, key, values)
+            value = values[0]
+        node = nodes[writer]
+        entries: tuple[Entry, ...] = (_tuple_new(Entry, (
+            key, value, _tuple_new(Timestamp, (wall, hlc, node)), _tuple_new(Dot, (node, counter)), False,
+        )),)
     else:
         keys = flat[0::6]
         values = flat[1::6]
@@ -246,13 +262,16 @@ def _decode_delta(obj: list) -> SyncDelta:
         counters = flat[5::6]
         if set(map(type, keys)) - {str} or len(set(keys)) != len(keys):
             _explain_keys(keys)
-        for i, wall in enumerate(walls):
-            _check_entry(i, keys[i], wall, hlcs[i], writers[i], counters[i], n_nodes)
-            _check_value(i, keys[i], values)
-        writer_ids = [nodes[i] for i in writers]
-        entries = tuple(
-            map(_entry, keys, values, map(_timestamp, walls, hlcs, writer_ids), map(_dot, writer_ids, counters))
-        )
+        if not _columns_ok(walls, hlcs, writers, counters, values, n_nodes):
+            # Something is off (or a value is a container): entry by entry, naming the first fault.
+            for i, wall in enumerate(walls):
+                _check_entry(i, keys[i], wall, hlcs[i], writers[i], counters[i], n_nodes)
+                _check_value(i, keys[i], values)
+        # Built column-wise in C (map + zip + tuple.__new__): the named tuples' fields are checked above.
+        writer_ids = list(map(nodes.__getitem__, writers))
+        stamps = map(_tuple_new, repeat(Timestamp), zip(walls, hlcs, writer_ids))
+        dots = map(_tuple_new, repeat(Dot), zip(writer_ids, counters))
+        entries = tuple(map(_tuple_new, repeat(Entry), zip(keys, values, stamps, dots, repeat(False))))
     if deleted != []:
         entries = _tombstones(entries, deleted)
     if context is None:
@@ -271,7 +290,7 @@ def _decode_delta(obj: list) -> SyncDelta:
                 raise _remote("delta", f"entry {entry.key!r} has dot {entry.dot.to_wire()} outside the delta's context")
         delta = Delta._explicit(entries, ctx)
     reply_context = None if reply is None else _context(reply, nodes, n_nodes, "reply_context")
-    return SyncDelta._trusted(delta, reply_context)
+    return _tuple_new(SyncDelta, (delta, reply_context))
 
 
 def _tombstones(entries: tuple[Entry, ...], deleted: Any) -> tuple[Entry, ...]:
@@ -289,6 +308,29 @@ def _tombstones(entries: tuple[Entry, ...], deleted: Any) -> tuple[Entry, ...]:
             raise _remote(f"entries[{position}].value", f"the tombstone of {entry.key!r} must have the value nil")
         out[position] = _entry(entry.key, None, entry.ts, entry.dot, True)
     return tuple(out)
+
+
+def _columns_ok(walls: list, hlcs: list, writers: list, counters: list, values: list, n_nodes: int) -> bool:
+    """Whether whole columns pass the checks of ``_check_entry``/``_check_value`` (numbers and plain values).
+
+    Column-wise in C (``set(map(type, ...))``, ``min``, ``max``); False sends the caller
+    entry by entry, for the exact error or for values that are containers.
+    """
+    if not (set(map(type, walls)) == set(map(type, hlcs)) == set(map(type, writers)) == set(map(type, counters)) == _INT):
+        return False
+    if min(walls) < 0 or max(walls) > MAX_INT or min(hlcs) < 0 or max(hlcs) > MAX_INT:
+        return False
+    if min(writers) < 0 or max(writers) >= n_nodes or min(counters) < 1 or max(counters) > MAX_INT:
+        return False
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN:
+        return False
+    if float in kinds and not all(map(math.isfinite, [v for v in values if type(v) is float])):
+        return False
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        return _INT_MIN <= min(ints) and max(ints) <= _INT_MAX
+    return True
 
 
 def _check_entry(i: int, key: Any, wall: Any, hlc: Any, writer: Any, dot: Any, n_nodes: int) -> None:

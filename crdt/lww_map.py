@@ -25,6 +25,7 @@ already seen, and they would skip those writes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from ._checks import check_node
@@ -36,6 +37,9 @@ from .entry import Entry
 from .errors import LocalProtocolError
 from .timestamp import Timestamp
 from .version_vector import VersionVector
+
+
+_DOT_OF = itemgetter(3)
 
 
 class LWWMap:
@@ -197,25 +201,43 @@ class LWWMap:
             raise LocalProtocolError(f"crdt: apply_delta() needs a Delta, got {type(delta).__name__}")
         changed: list[Entry] = []
         entries = self._entries
+        by_dot = self._by_dot
         for entry in delta._entries:
-            current = entries.get(entry[0])
-            # Index 2 is the timestamp: compare tuples directly, ``beats`` only breaks exact ties.
-            if current is None or (entry[2] > current[2] if entry[2] != current[2] else entry.beats(current)):
-                self._store(entry, current)
-                changed.append(entry)
+            key = entry[0]
+            current = entries.get(key)
+            if current is not None:
+                # Index 2 is the timestamp: compare tuples directly, ``beats`` only breaks exact ties.
+                if not (entry[2] > current[2] if entry[2] != current[2] else entry.beats(current)):
+                    continue
+                if entry[4] or current[4]:
+                    self._tombstones += entry[4] - current[4]
+                # _store, inlined (the hot path of every received write)
+                old_node, old_counter = current[3]
+                by_counter = by_dot.get(old_node)
+                if by_counter is not None and by_counter.get(old_counter) == key:
+                    del by_counter[old_counter]
+                    if not by_counter:
+                        del by_dot[old_node]
+            elif entry[4]:
+                self._tombstones += 1
+            entries[key] = entry
+            node, counter = entry[3]
+            by_counter = by_dot.get(node)
+            if by_counter is None:
+                by_dot[node] = {counter: key}
+            else:
+                by_counter[counter] = key
+            changed.append(entry)
         seen = self._seen
         if delta._is_implicit:
-            add = seen.add
-            vv = seen.vv
-            for entry in delta._entries:
-                node, counter = entry[3]
-                if counter == vv.get(node, 0) + 1 and node not in seen.cloud:
-                    vv[node] = counter  # the writer's next write: DotSet.add's common case, inlined
-                    seen._frozen = None
-                else:
-                    add(node, counter)
+            pushed = delta._entries
+            if len(pushed) == 1:
+                node, counter = pushed[0][3]
+                seen.add(node, counter)
+            else:
+                seen.add_all(list(map(_DOT_OF, pushed)))
             for node, counter in delta._superseded:
-                add(node, counter)
+                seen.add(node, counter)
         else:
             seen.update(delta.context)
         return changed

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .causal_context import CausalContext
 from .delta import Delta
 from .errors import LocalProtocolError
-
-_new = object.__new__
-_set = object.__setattr__
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncDigest:
@@ -25,34 +22,37 @@ class SyncDigest:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SyncDelta:
+class _SyncDeltaFields(NamedTuple):
+    delta: Delta
+    reply_context: CausalContext | None
+
+
+class SyncDelta(_SyncDeltaFields):
     """Entries for the receiver to apply.
 
     ``reply_context``, when set, is the sender's whole context and asks the
     receiver to answer with what the sender lacks. Only an answer to a digest
     sets it, and an answer to it never does, so an exchange always ends.
+    An immutable named tuple built with keywords, not a frozen dataclass like
+    the other messages: one is built per received push, on the sync hot path.
     """
 
-    delta: Delta
-    reply_context: CausalContext | None = None
+    __slots__ = ()
+
+    def __new__(cls, *, delta: Delta, reply_context: CausalContext | None = None) -> SyncDelta:
+        if not isinstance(delta, Delta):
+            raise LocalProtocolError(f"crdt: SyncDelta.delta must be a Delta, got {type(delta).__name__}")
+        if reply_context is not None and not isinstance(reply_context, CausalContext):
+            raise LocalProtocolError(
+                f"crdt: SyncDelta.reply_context must be a CausalContext or None, "
+                f"got {type(reply_context).__name__}"
+            )
+        return tuple.__new__(cls, (delta, reply_context))
 
     @classmethod
     def _trusted(cls, delta: Delta, reply_context: CausalContext | None) -> SyncDelta:
         # Internal fast path for the codec, whose checks already ran.
-        msg = _new(cls)
-        _set(msg, "delta", delta)
-        _set(msg, "reply_context", reply_context)
-        return msg
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.delta, Delta):
-            raise LocalProtocolError(f"crdt: SyncDelta.delta must be a Delta, got {type(self.delta).__name__}")
-        if self.reply_context is not None and not isinstance(self.reply_context, CausalContext):
-            raise LocalProtocolError(
-                f"crdt: SyncDelta.reply_context must be a CausalContext or None, "
-                f"got {type(self.reply_context).__name__}"
-            )
+        return tuple.__new__(cls, (delta, reply_context))
 
 
 Message = SyncDigest | SyncDelta

@@ -110,9 +110,14 @@ class SyncCore:
         return list(self._peers)
 
     def add_peer(self, peer: str, now: float) -> None:
-        """A new or reconnected peer: forget what we knew of it and exchange digests now."""
+        """A new or reconnected peer: exchange digests now.
+
+        A peer already synced with keeps what we know of it (a repeated hello is not a
+        reconnect); after ``remove_peer`` it starts afresh."""
         check_node(peer, "peer")
-        self._peers[peer] = PeerSync(digest_at=check_now(now))
+        check_now(now)
+        if peer not in self._peers:
+            self._peers[peer] = PeerSync(digest_at=now)
 
     def remove_peer(self, peer: str) -> None:
         """Stop syncing with ``peer`` (a no-op if unknown)."""
