@@ -16,6 +16,7 @@ SUITES = {
     "failover": "bench.failover",
     "crdt": "bench.crdt",
     "crdt-heal": "bench.crdt_heal",
+    "crdt-sim": "bench.crdt_sim",
 }
 
 

@@ -56,3 +56,14 @@ def test_crdt_bench_reports_ours_beside_pycrdt_with_ratios():
     assert 0 < ours["reconnect_bytes"] < ours["full_state_bytes"] and ours["push_bytes"] > 0
     theirs = by_name["pycrdt (Yjs): 1 of 40 keys changed"]
     assert 0 < theirs["diff_bytes"] < theirs["full_state_bytes"]
+
+
+def test_crdt_sim_bench_reports_rounds_and_bytes_per_size_and_loss():
+    from bench import crdt_sim
+
+    rows = crdt_sim.run(sizes=(10, 30), losses=(0.0, 0.05), seeds=(1,))
+    assert [(row["n"], row["loss"]) for row in rows] == [(10, 0.0), (10, 0.05), (30, 0.0), (30, 0.05)]
+    for row in rows:
+        assert 1 <= row["rounds"] <= 10 and row["bytes"] > 0 and row["bytes_per_node"] > 0
+        assert 0 < row["digest_share"] < 1 and row["digest_B_all_writers"] >= row["digest_B"] > 0
+    assert rows[1]["dropped"] > 0 or rows[3]["dropped"] > 0
