@@ -57,11 +57,18 @@ from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+from libp2p.transport.exceptions import OpenConnectionError  # noqa: E402
+from libp2p.transport.tcp.tcp import TCP  # noqa: E402
 
 log = logging.getLogger("meshnode.host")
 
 IDENTITY_SEED_BYTES = 32
 DIAL_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 0.5
+"""Seconds a TCP connect may take before it is abandoned for a fresh one (the Noise handshake
+has ``DIAL_TIMEOUT``). A SYN lost in a partition is otherwise resent by the kernel only after
+1 s, then 3 s, 7 s …; py-libp2p sets no connect deadline of its own and retries a failed
+connect three times (after 0.1, 0.2, 0.4 s), so a dial sends a fresh SYN about every 0.6 s."""
 
 
 class DialError(MeshError):
@@ -200,6 +207,18 @@ class _HandshakeLog(logging.Handler):
             )
 
 
+class _TCP(TCP):
+    """py-libp2p's TCP transport with ``CONNECT_TIMEOUT`` on the TCP connect alone."""
+
+    async def _dial_resolved(self, maddr, source=None):
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                return await super()._dial_resolved(maddr, source=source)
+        except trio.TooSlowError as exc:
+            # Cancelled inside the connect: trio closed the half-open socket. The swarm retries.
+            raise OpenConnectionError(f"no TCP connection to {maddr} within {CONNECT_TIMEOUT} s") from exc
+
+
 class Host:
     """A running libp2p host with the mesh's identity and key."""
 
@@ -216,6 +235,7 @@ class Host:
             sec_opt=security,
             psk=psk_hex,
             muxer_preference="YAMUX",
+            transports=[_TCP()],
             connection_config=ConnectionConfig(
                 max_connections_per_peer=1,
                 dial_timeout=DIAL_TIMEOUT,

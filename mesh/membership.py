@@ -318,6 +318,7 @@ class Membership:
         self._forwards: dict[int, _Forward] = {}
         self._suspicions: dict[str, _Suspicion] = {}
         self._gossip: dict[str, list] = {}  # peer -> [Update, times sent]
+        self._nudged: dict[str, float] = {}  # suspect or dead member -> when ``join`` last pinged it
         self._out: list[tuple[str, Message]] = []
         self._events: list[Event] = []
         self._stats = {"probes": 0, "probes_failed": 0, "indirect_probes": 0, "refutations": 0,
@@ -327,9 +328,24 @@ class Membership:
     # ---- public API ------------------------------------------------------------------------
 
     def join(self, peer_id: str, now: float) -> None:
-        """Add ``peer_id`` (from discovery or config) as an alive member we will probe."""
+        """Add ``peer_id`` (from discovery or config) as an alive member we will probe.
+
+        A member we hold suspect or dead but hear from again outside SWIM (its hello or advert
+        after a healed partition) is pinged at once, at most once a probe interval, with its
+        accusation piggybacked: it refutes, and the refutation comes back with its ack.
+        ``_reconnect`` does the same for a random dead member every ``reconnect_interval``;
+        this does not wait for it (memberlist's join, where the push-pull makes a node
+        that was declared dead refute at once)."""
         _check_id("peer_id", peer_id)
-        if peer_id == self.self_id or peer_id in self._members:
+        if peer_id == self.self_id:
+            return
+        member = self._members.get(peer_id)
+        if member is not None:
+            last = self._nudged.get(peer_id)
+            due = last is None or now - last >= self.config.probe_interval
+            if member.state in (State.SUSPECT, State.DEAD) and due and not self._leaving:
+                self._nudged[peer_id] = now
+                self._send(peer_id, Ping(seq=self._next_seq(), target=peer_id, gossip=self._piggyback(peer_id)))
             return
         self._set(peer_id, State.ALIVE, 0, now)
         self._events.append(MemberUp(peer=peer_id, incarnation=0))
@@ -539,6 +555,8 @@ class Membership:
         self._counts[state] += 1
         if state is not State.SUSPECT:
             self._suspicions.pop(peer, None)
+        if state is State.ALIVE:
+            self._nudged.pop(peer, None)
 
     # ---- suspicion (Lifeguard) ----------------------------------------------------------
 
@@ -663,6 +681,7 @@ class Membership:
             member = self._members.pop(peer)
             self._counts[member.state] -= 1
             self._suspicions.pop(peer, None)
+            self._nudged.pop(peer, None)
         if stale:
             self._table_cache = None
             self._stats["forgotten"] = self._stats.get("forgotten", 0) + len(stale)

@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ from .membership_driver import MembershipDriver
 from .models import ModelFiles, record_spec
 from .peers import Descriptor, Load, PeerTable, RunTimes
 from .raft_keys import KeySet, RaftKeyRing
+from .redial import Redialer
 from .rpc import RemoteError, RpcPlane
 from .sensor_quorum import READ_METHOD, WRITE_METHOD
 from .sensor_replicas import Replicas
@@ -89,6 +91,9 @@ ADVERT_INTERVAL = 1.0
 JOIN_RETRY = 1.0
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 MAX_PARALLEL_DIALS = 16
+REDIAL_LOOK = 0.1  # seconds between looks for peers to redial (mesh/redial.py sets the pace per peer)
+REDIAL_TIMEOUT = 5.0  # one redial: TCP connect with its retries, Noise handshake, hello
+STALE_HELLO = 1.0  # seconds a connected peer that is not alive has to answer a hello before the connection is replaced
 VIEW_FRESH = 3.0  # seconds an advert's peer list counts for relay decisions (adverts come every second)
 TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
 VOTER_TICK = 0.5  # seconds between the leader's looks at the voter set (mesh/voters.py)
@@ -159,6 +164,7 @@ class Node:
         self.advert_stats = {"received": 0, "refused": 0}
         self._join_lock = trio.Lock()
         self._dialing: set[str] = set()
+        self.redialer = Redialer(rng=random.Random())  # peers we know but cannot reach (mesh/redial.py)
         self._leader_hints: dict[str, tuple[int, str | None]] = {}  # voter -> (term, leader) from adverts
         self._raft_calls = trio.CapacityLimiter(8)  # Raft waits must not starve other worker threads
         self._advert_now = trio.Event()  # set when our advert changed: send it at once
@@ -209,6 +215,7 @@ class Node:
                         await nursery.start(node.state.run, node._send_sync)
                         await nursery.start(node.membership.run)
                         nursery.start_soon(node._join_loop)
+                        nursery.start_soon(node._redial_loop)
                         nursery.start_soon(node.admission.run)
                         if config.discovery.mdns:
                             nursery.start_soon(node.host.run_mdns, node._on_sighting)
@@ -424,10 +431,10 @@ class Node:
             verdict = self.membership.verdict(desc.peer_id)
             self.peers.judge(desc.peer_id, "alive" if verdict in ("alive", "left") else verdict)
             self._advert_now.set()
-        elif old is not None and not old.connected:
-            # Back after a dropped connection the detector never called dead: losing the
-            # connection stopped sensor sync with it (peer_down), so resume it here.
-            self.state.peer_up(desc.peer_id)
+        elif self.membership.verdict(desc.peer_id) in ("suspect", "dead"):
+            # Suspect or dead to the detector while it talks to us: ping it now (at most once a
+            # probe interval) so it refutes, rather than wait for the detector's own pings.
+            self.membership.join(desc.peer_id)
         if desc.addrs:
             self.host.add_addrs(desc.peer_id, list(desc.addrs))
 
@@ -567,6 +574,66 @@ class Node:
             log.log(logging.DEBUG if via == "peer exchange" else logging.WARNING, "%s: %s", via, exc)
         finally:
             self._dialing.discard(peer)
+
+    def _wanted_back(self) -> list[str]:
+        """Peers to redial: known, not departed, admitted, and not alive — unconnected, suspected or
+        declared dead by the detector, or silent (no advert) for longer than ``SUSPECT_AFTER``."""
+        now = trio.current_time()
+        out = []
+        for rec in self.peers.records():
+            peer = rec.descriptor.peer_id
+            if rec.left or not rec.descriptor.addrs or not self.admission.admits(peer):
+                continue
+            if rec.descriptor.instance in self._refused_instances:
+                continue  # the refused copy of a duplicated identity
+            if rec.state(now) in ("suspect", "gone") or not self.host.is_connected(peer):
+                out.append(peer)
+        return out
+
+    async def _redial_loop(self) -> None:
+        """Redial peers we know but cannot reach on the schedule of ``mesh/redial.py``, so a
+        healed partition reconnects (and sensor state converges) within a fraction of a second."""
+        while True:
+            now = trio.current_time()
+            self.redialer.want(self._wanted_back(), now)
+            for peer in self.redialer.due(now):
+                rec = self.peers.get(peer)
+                self._nursery.start_soon(self._redial, peer, rec.descriptor.addrs[0])
+            # Look again at the next deadline, and at least every REDIAL_LOOK for newly lost peers.
+            await trio.sleep(max(0.01, min(self.redialer.next_deadline() - now, REDIAL_LOOK)))
+
+    async def _redial(self, peer: str, addr: str) -> None:
+        try:
+            if self.host.is_connected(peer):
+                await self._check_connection(peer)
+                return
+            with trio.move_on_after(REDIAL_TIMEOUT):
+                await self.host.connect(addr)
+                await self._hello(peer)
+        except MeshError as exc:
+            log.debug("redial: %s", exc)
+        finally:
+            self.redialer.done(peer, trio.current_time())
+
+    async def _check_connection(self, peer: str) -> None:
+        """Say hello over the connection to a peer that is not alive (suspected, dead or silent),
+        and close the connection unless the answer comes within ``STALE_HELLO``.
+
+        A partition leaves TCP connections open with their retransmissions backed off
+        exponentially (0.2, 0.4, … 3.2 s): after the heal such a connection carries nothing
+        until its next retransmission, seconds later, and libp2p's health ping (every 2 s,
+        1 s timeout) does not always close it first. A fresh connection works at once;
+        the next redial dials one."""
+        answered = False
+        with trio.move_on_after(STALE_HELLO):
+            try:
+                await self._hello(peer)
+                answered = True
+            except MeshError as exc:
+                log.debug("redial: %s", exc)
+        if not answered and self.host.is_connected(peer):
+            log.debug("redial: no answer from %s over its connection; closing it for a fresh one", peer)
+            await self.host.disconnect(peer)
 
     async def _on_hello(self, peer: str, body: Any) -> dict:
         desc = Descriptor.from_wire(body)

@@ -277,7 +277,12 @@ class PeerTable:
         return (old, new) if old_last > new_first else None
 
     def heard(self, desc: Descriptor, now: float) -> bool:
-        """Record a hello or advert; True when the peer is new or back from "gone"."""
+        """Record a hello or advert; True when the peer is new or back: it had left, lost its
+        connection, or been silent longer than ``GONE_AFTER``.
+
+        A failure detector's "dead" alone does not make it back: a dead peer keeps sending
+        adverts over a live connection until the detector hears its refutation, and each
+        of them is the same peer still there, not another return."""
         if desc.peer_id == self._self:
             return False
         old = self._peers.get(desc.peer_id)
@@ -285,7 +290,7 @@ class PeerTable:
             self._peers[desc.peer_id] = PeerRecord(descriptor=desc, connected=True, last_heard=now)
             return True
         self._peers[desc.peer_id] = replace(old, descriptor=desc, connected=True, last_heard=now, left=False)
-        return old.state(now) in ("gone", "left")
+        return old.left or not old.connected or now - old.last_heard > GONE_AFTER
 
     def judge(self, peer_id: str, verdict: str) -> str:
         """Record the failure detector's verdict; returns the previous one ("" if unknown)."""

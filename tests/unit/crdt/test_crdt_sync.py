@@ -339,6 +339,18 @@ def test_relay_to_must_be_callable():
         SyncCore(LWWMap("a"), relay_to="everyone")  # type: ignore[arg-type]
 
 
+def test_a_repeated_add_peer_keeps_what_is_known_of_the_peer():
+    net = Net("ab")
+    net.write("a", "x", 1)
+    net.settle()
+    net.run(2 * INTERVAL)  # a has b's digest: b holds x
+    net.cores["a"].add_peer("b", net.now)  # another hello from b: not a reconnect
+    assert net.cores["a"].outgoing(net.now) == []  # no digest at once, nothing pushed again
+    net.cores["a"].remove_peer("b")
+    net.cores["a"].add_peer("b", net.now)  # a real reconnect: a digest at once
+    assert [type(m) for _, m in net.cores["a"].outgoing(net.now)] == [SyncDigest]
+
+
 def test_remove_peer_stops_all_traffic_to_it():
     net = Net("ab")
     net.cores["a"].remove_peer("b")

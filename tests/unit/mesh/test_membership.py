@@ -131,6 +131,30 @@ def test_forget_after_must_be_positive():
         MembershipConfig(forget_after=0)
 
 
+def test_a_dead_member_heard_from_again_is_pinged_at_once_and_comes_back():
+    m = core(peers=("b", "c"))
+    m.receive("c", Ping(seq=1, target="a", gossip=(up("b", "dead", 0),)), 0.0)
+    m.outgoing(), m.events()
+    m.join("b", 3.0)  # b's hello or advert reached us: the partition healed
+    [(dest, ping)] = m.outgoing()
+    assert dest == "b" and isinstance(ping, Ping) and up("b", "dead", 0, "a") in ping.gossip
+    m.join("b", 3.1)  # another advert within the probe interval: no second ping
+    assert m.outgoing() == []
+    m.receive("b", Ack(seq=ping.seq, gossip=(up("b", "alive", 1, "b"),)), 3.2)  # b refuted
+    assert m.events() == [MemberUp(peer="b", incarnation=1)]
+    m.join("b", 4.0)  # alive again: join is a no-op
+    assert [msg for _, msg in m.outgoing() if isinstance(msg, Ping)] == []
+
+
+def test_a_suspect_heard_from_is_pinged_with_its_accusation():
+    m = core(peers=("b", "c"))
+    m.receive("c", Ping(seq=1, target="a", gossip=(up("b", "suspect", 0),)), 0.0)
+    m.outgoing(), m.events()
+    m.join("b", 0.1)
+    [(dest, ping)] = m.outgoing()
+    assert dest == "b" and up("b", "suspect", 0, "a") in ping.gossip
+
+
 def test_dead_members_are_not_probed():
     m = core(peers=("b",))
     m.receive("b", Ping(seq=1, target="a", gossip=(up("b", "dead", 0),)), 0.0)

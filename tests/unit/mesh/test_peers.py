@@ -79,6 +79,17 @@ def test_a_peer_back_from_gone_counts_as_joining_again():
     assert table.heard(desc(), now=2.0 + GONE_AFTER + 1) is True  # silent too long, then heard again
 
 
+def test_a_dead_peer_that_keeps_speaking_is_back_once_not_at_every_advert():
+    table = PeerTable("me")
+    table.heard(desc(), now=0.0)
+    table.judge("p1", "dead")  # the detector lost it while the connection lingered
+    assert table.heard(desc(), now=1.0) is False  # the same connection: not a return
+    table.connection("p1", False)
+    assert table.heard(desc(), now=2.0) is True  # a new connection after a drop is
+    assert [table.heard(desc(), now=2.0 + i) for i in range(1, 10)] == [False] * 9
+    assert table.get("p1").state(12.0) == "gone"  # until the detector sees it alive again
+
+
 def test_goodbye_marks_a_peer_left_until_it_speaks_again():
     table = PeerTable("me")
     table.heard(desc(), now=0.0)
