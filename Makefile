@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-long test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/meshnode demo
 
-# The whole suite: unit, property, simulation and real multi-process integration tests.
+# The suite: unit, property, simulation and real multi-process integration tests (under 10 min on 2 cores).
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not long" $(PYTEST_ARGS)
+
+# Minutes-long scale tests (1,000-node simulations); CI runs them after `make test`.
+test-long: $(VENV)/.installed
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 # Only what runs in under a second per test (no real processes).
 test-fast: $(VENV)/.installed

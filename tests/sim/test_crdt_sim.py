@@ -65,6 +65,7 @@ def test_three_way_partition_converges_within_ten_rounds(seed):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_thousand_nodes_converge_within_ten_rounds_of_the_heal_with_5pct_loss():
     """"the real sync core with 1,000 simulated nodes, seeded loss, partitions and heals" (~2 min)."""
     run = partition_heal(1000, seed=1, loss=0.05)
