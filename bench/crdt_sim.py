@@ -14,10 +14,12 @@ keys, 10 % of the shared writes deletes), then the cut heals. Columns:
   (answers to digests: deltas carrying a whole causal context); the rest is pushes and relays;
 - ``entries_per_change``: over the whole run, entries received per entry that changed a
   replica (the redundancy of flooding relays over 8-12 neighbours);
-- ``steady_B_per_node_s``: after convergence, what a node keeps sending per second with
-  nothing to sync (digests only); ``digest_B_all_writers``: one digest's bytes if every one
-  of the N nodes had written (a sensor mesh), computed by encoding that context;
-  ``steady_B_per_node_s_all_writers`` scales the measured digest rate by it;
+- ``steady_B_per_node_s``: after convergence (``SETTLE_ROUNDS`` later, over ``STEADY_ROUNDS``),
+  what a node keeps sending per second with nothing to sync, and ``steady_summary_share``, the
+  part of those messages that were ``SyncSummary`` fingerprints (the rest whole digests);
+  ``digest_B_all_writers``: what one *whole* digest would weigh if every one of the N nodes had
+  written (a sensor mesh) — the steady cost per pair before summaries, now paid only when a pair
+  is out of sync;
 - ``writers``: distinct writers in the contexts; ``diameter``: of the neighbour graph.
 
 Simulated time only; ``sim_s`` is the wall time the run took (the N=1000 rows take ~2 min each).
@@ -40,13 +42,18 @@ from mesh.wire import pack  # noqa: E402
 SIZES = (10, 100, 1000)
 LOSSES = (0.0, 0.05)
 SEEDS = (1,)
-STEADY_ROUNDS = 2
+SETTLE_ROUNDS = 10
+STEADY_ROUNDS = 10
 
 
 def digest_bytes(writers: int, counter: int = 1000) -> int:
     """Bytes of one digest whose context names ``writers`` libp2p-id writers at ``counter`` writes each."""
     context = CausalContext(VersionVector({node_id(i): counter for i in range(writers)}))
     return len(pack(encode_message(SyncDigest(context=context))))
+
+
+def _summaries(sim) -> int:
+    return sum(node.core.statistics()["summaries_sent"] for node in sim.nodes.values())
 
 
 def _redundancy(sim) -> float:
@@ -61,9 +68,12 @@ def measure(n: int, loss: float, seed: int) -> dict:
     sim = run.sim
     if run.rounds is None:
         raise AssertionError(f"bench: seed={seed} n={n} loss={loss}: no convergence ({run.replay})")
+    sim.run(SETTLE_ROUNDS)
+    summaries_before = _summaries(sim)
     before = sim.traffic.copy()
     sim.run(STEADY_ROUNDS)
     steady = sim.traffic.since(before)
+    summaries = _summaries(sim) - summaries_before
     seconds = STEADY_ROUNDS * sim.interval
     writers = len(sim.nodes[sim.ids[0]].map.context.vv)
     one_digest = steady.digest_bytes / max(1, steady.digest_messages)
@@ -79,9 +89,9 @@ def measure(n: int, loss: float, seed: int) -> dict:
         "entries_per_change": round(_redundancy(sim), 1),
         "dropped": run.traffic.dropped,
         "steady_B_per_node_s": round(steady.bytes / n / seconds),
+        "steady_summary_share": round(summaries / max(1, steady.messages), 3),
         "digest_B": round(one_digest),
         "digest_B_all_writers": all_writers,
-        "steady_B_per_node_s_all_writers": round(steady.digest_messages / n / seconds * all_writers),
         "writers": writers,
         "diameter": sim.diameter(),
         "sim_s": round(time.perf_counter() - started, 1),

@@ -10,7 +10,7 @@ sleeps, spawns or touches the network or disk.
 - ``LWWRegister``, ``GCounter``, ``PNCounter``, ``ORSet``, ``ORMap``,
   ``TimeSeriesWindow`` (of ``Sample``): immutable delta-state types, one per
   file; ``encode_state``/``decode_state`` carry them on the wire.
-- ``SyncCore``, ``SyncDigest``, ``SyncDelta``, ``encode_message``,
+- ``SyncCore``, ``SyncDigest``, ``SyncSummary``, ``SyncDelta``, ``encode_message``,
   ``decode_message``: sans-IO anti-entropy between replicas.
 """
 
@@ -24,7 +24,7 @@ from .g_counter import GCounter
 from .hlc import HybridLogicalClock
 from .lww_map import LWWMap
 from .lww_register import LWWRegister
-from .messages import Message, SyncDelta, SyncDigest
+from .messages import Message, SyncDelta, SyncDigest, SyncSummary
 from .or_map import ORMap
 from .or_set import ORSet
 from .pn_counter import PNCounter
@@ -55,6 +55,7 @@ __all__ = [
     "SyncCore",
     "SyncDelta",
     "SyncDigest",
+    "SyncSummary",
     "TimeSeriesWindow",
     "Timestamp",
     "VersionVector",

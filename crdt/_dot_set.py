@@ -136,6 +136,20 @@ class DotSet:
                     return False
         return True
 
+    def above(self, floor: DotSet) -> CausalContext:
+        """What a holder of ``floor`` needs of this set: each node whose top is higher, whole, and cloud dots it lacks.
+
+        Joined into a context that already holds ``floor``, it gives the same
+        as joining this whole set, in O(nodes that moved) instead of O(nodes).
+        """
+        vv = {node: top for node, top in self.vv.items() if top > floor.vv.get(node, 0)}
+        cloud = frozenset(
+            Dot(node, c) for node, above in self.cloud.items() for c in above if not floor.contains(node, c)
+        )
+        if not cloud:
+            return CausalContext._trusted(VersionVector._trusted(vv), cloud)
+        return CausalContext(VersionVector._trusted(vv), cloud)
+
     def freeze(self) -> CausalContext:
         """The set as an immutable ``CausalContext`` (cached until the next change)."""
         if self._frozen is None:

@@ -33,6 +33,7 @@ class PeerSync:
     pending: dict[str, tuple[Entry, tuple[Dot, ...]]] = field(default_factory=dict)
     reply: int = NO_REPLY
     postponed: int = 0  # digests postponed since we last sent ours (see ANNOUNCE_EVERY)
+    summary_failed: bool = False  # its summary did not match ours: send it our whole digest next
 
     def learn(self, context: CausalContext, *, authoritative: bool) -> None:
         """The peer has (at least) ``context``; ``authoritative`` when it is its whole context."""

@@ -13,6 +13,7 @@ representation and ``==`` is set equality. Instances are immutable.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,7 +46,7 @@ def _compact(counters: dict[str, int], cloud: Iterable[Dot]) -> frozenset[Dot]:
 class CausalContext:
     """An immutable set of dots: a ``VersionVector`` plus a cloud of dots beyond it."""
 
-    __slots__ = ("_vv", "_cloud", "_hash")
+    __slots__ = ("_vv", "_cloud", "_hash", "_fingerprint")
 
     def __init__(self, vv: VersionVector | None = None, cloud: Iterable[Dot] = ()) -> None:
         if vv is None:
@@ -64,6 +65,7 @@ class CausalContext:
             self._cloud = frozenset()
             self._vv = vv
         self._hash: int | None = None
+        self._fingerprint: str | None = None
 
     @classmethod
     def _trusted(cls, vv: VersionVector, cloud: frozenset[Dot]) -> CausalContext:
@@ -72,6 +74,7 @@ class CausalContext:
         context._vv = vv
         context._cloud = cloud
         context._hash = None
+        context._fingerprint = None
         return context
 
     @classmethod
@@ -148,6 +151,19 @@ class CausalContext:
         if self._hash is None:
             self._hash = hash((self._vv, self._cloud))
         return self._hash
+
+    def fingerprint(self) -> str:
+        """A 128-bit hash of the set of dots (hex): equal contexts, equal fingerprints, on every node.
+
+        Replicas that believe they are in sync compare fingerprints instead
+        of whole contexts (``SyncSummary``).
+        """
+        if self._fingerprint is None:
+            parts = [f"{len(node)}:{node}={top};" for node, top in sorted(self._vv.items())]
+            parts.append("|")
+            parts += [f"{len(dot.node)}:{dot.node}={dot.counter};" for dot in sorted(self._cloud)]
+            self._fingerprint = hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
+        return self._fingerprint
 
     def __repr__(self) -> str:
         cloud = sorted(self._cloud)

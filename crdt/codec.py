@@ -5,6 +5,7 @@ message, in ``nodes``, and refers to it by index everywhere else; entries and
 dots are flat lists:
 
     ["digest", 2, nodes, context]
+    ["summary", 2, fingerprint]                 # CausalContext.fingerprint(): "in sync, I think"
     ["delta",  2, nodes, entries, superseded, context | None, reply_context | None, deleted]
     nodes      = [node, ...]
     entries    = [key, value, wall_ms, hlc_counter, node_index, dot_counter, ...]
@@ -41,7 +42,7 @@ from .delta import Delta
 from .dot import Dot
 from .entry import Entry
 from .errors import LocalProtocolError, RemoteProtocolError
-from .messages import Message, SyncDelta, SyncDigest
+from .messages import Message, SyncDelta, SyncDigest, SyncSummary
 from .timestamp import Timestamp
 from .version_vector import VersionVector
 
@@ -59,6 +60,7 @@ _FIELDS_V1 = {"digest": ("t", "v", "context"), "delta": ("t", "v", "delta", "rep
 _SHAPE_V2 = {
     "digest": '["digest", 2, nodes, context]',
     "delta": '["delta", 2, nodes, entries, superseded, context, reply_context, deleted]',
+    "summary": '["summary", 2, fingerprint]',
 }
 _SCALARS = (str, float, int, bool, type(None))
 _PLAIN = set(_SCALARS)
@@ -93,7 +95,11 @@ def encode_message(msg: Message) -> list:
             context = nodes.context(delta.context)
         reply = None if msg.reply_context is None else nodes.context(msg.reply_context)
         return ["delta", WIRE_VERSION, nodes.names, flat, extra, context, reply, deleted]
-    raise LocalProtocolError(f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest or SyncDelta")
+    if isinstance(msg, SyncSummary):
+        return ["summary", WIRE_VERSION, msg.fingerprint]
+    raise LocalProtocolError(
+        f"crdt: cannot encode a {type(msg).__name__}; expected SyncDigest, SyncSummary or SyncDelta"
+    )
 
 
 def encode_message_v1(msg: Message) -> dict:
@@ -159,7 +165,12 @@ def _decode(obj: Any) -> Message:
             if len(obj) != 4:
                 raise _remote("digest message", f"expected {_SHAPE_V2['digest']}, got {len(obj)} items")
             return SyncDigest(context=_context(obj[3], obj[2], _nodes(obj[2]), "context"))
-        raise _remote("message", f"unknown message type {kind!r}; expected 'digest' or 'delta'")
+        if kind == "summary":
+            if len(obj) != 3:
+                raise _remote("summary message", f"expected {_SHAPE_V2['summary']}, got {len(obj)} items")
+            with wire_errors("summary message"):
+                return SyncSummary(fingerprint=obj[2])
+        raise _remote("message", f"unknown message type {kind!r}; expected 'digest', 'summary' or 'delta'")
     if not isinstance(obj, dict):
         raise _remote("message", f"expected a list (or a version-1 map), got {type(obj).__name__}")
     if "v" not in obj:

@@ -164,7 +164,7 @@ class LWWMap:
         return Delta._implicit((entry,), ())
 
     def delta_since(self, since: VersionVector | CausalContext) -> Delta:
-        """What a peer that has seen ``since`` lacks: those entries plus this replica's whole context.
+        """What a peer that has seen ``since`` lacks: those entries plus the part of this replica's context above ``since``.
 
         Empty when the peer has seen everything this replica has.
         """
@@ -193,7 +193,9 @@ class LWWMap:
                 if not since.contains(node, counter):
                     missing.append(self._entries[by_counter[counter]])
         missing.sort(key=lambda entry: entry.key)
-        return Delta._explicit(tuple(missing), self.context)
+        # Only the part of our context above ``since``: joined into a context holding ``since`` it
+        # gives the same as our whole context, and an answer stays O(writers that moved).
+        return Delta._explicit(tuple(missing), seen.above(since))
 
     def apply_delta(self, delta: Delta) -> list[Entry]:
         """Join ``delta`` into this replica; returns the entries that changed here (to persist)."""

@@ -22,6 +22,28 @@ class SyncDigest:
             )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncSummary:
+    """"I believe we are in sync: my context's fingerprint is this." Sent instead of a digest then.
+
+    The receiver compares it with its own context's fingerprint: equal means
+    in sync (nothing to do); different, it sends its whole digest back and the
+    usual exchange follows.
+    """
+
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fingerprint, str) or len(self.fingerprint) != 32 or not _is_hex(self.fingerprint):
+            raise LocalProtocolError(
+                f"crdt: SyncSummary.fingerprint must be 32 hex digits (CausalContext.fingerprint), got {self.fingerprint!r}"
+            )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
 class _SyncDeltaFields(NamedTuple):
     delta: Delta
     reply_context: CausalContext | None
@@ -55,5 +77,5 @@ class SyncDelta(_SyncDeltaFields):
         return tuple.__new__(cls, (delta, reply_context))
 
 
-Message = SyncDigest | SyncDelta
+Message = SyncDigest | SyncSummary | SyncDelta
 """Any message ``SyncCore`` sends or receives."""

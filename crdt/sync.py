@@ -8,6 +8,13 @@ digest pull in the spirit of automerge's sync protocol):
   Entries learned from a peer are relayed the same way to the *other* peers
   (never back to their source), so writes cross meshes where not every node
   talks to every other.
+- **Summaries.** When, as far as we know, a peer holds exactly what we hold
+  (its confirmed context equals ours), the interval's digest is a
+  ``SyncSummary``: our context's 128-bit fingerprint instead of the whole
+  context (O(writers) bytes). The peer compares it with its own; on a match
+  both sides are in sync and nothing more is sent, on a mismatch it sends its
+  whole digest at once and the exchange below follows. A quiet mesh then
+  costs ~40 bytes per pair per interval instead of a whole context.
 - **Pull.** Each ``interval`` a ``SyncDigest`` (our whole causal context)
   goes to each peer. The peer answers with the entries we lack plus its whole
   context, and — if our digest shows writes it lacks — its own context as
@@ -53,7 +60,7 @@ from .dot import Dot
 from .entry import Entry
 from .errors import LocalProtocolError
 from .lww_map import LWWMap
-from .messages import Message, SyncDelta, SyncDigest
+from .messages import Message, SyncDelta, SyncDigest, SyncSummary
 
 ANNOUNCE_EVERY = 4
 """A peer that stands by sends its own digest after this many exchanges the other side began."""
@@ -67,6 +74,7 @@ _COUNTERS = (
     "entries_changed",
     "unknown_peer_messages",
     "tombstones_collected",
+    "summaries_sent",
 )
 
 
@@ -154,15 +162,27 @@ class SyncCore:
         """Handle a decoded message from ``peer``; returns the entries that changed locally (persist them)."""
         if type(now) is not float:
             check_now(now)
-        if not isinstance(msg, (SyncDigest, SyncDelta)):
+        if not isinstance(msg, (SyncDigest, SyncDelta, SyncSummary)):
             raise LocalProtocolError(
-                f"crdt: receive() needs a SyncDigest or SyncDelta (see decode_message), got {type(msg).__name__}"
+                "crdt: receive() needs a SyncDigest, SyncSummary or SyncDelta (see decode_message), "
+                f"got {type(msg).__name__}"
             )
         self._stats["messages_received"] += 1
         state = self._peers.get(peer)
         if state is None:
             # In flight across remove_peer, or ahead of add_peer: keep the data, answer nothing.
             self._stats["unknown_peer_messages"] += 1
+        if isinstance(msg, SyncSummary):
+            if state is not None:
+                context = self._store.context
+                if msg.fingerprint == context.fingerprint():
+                    state.learn(context, authoritative=True)  # its context is exactly ours
+                    self._postpone_digest(peer, state, now)
+                else:
+                    state.digest_at = now  # not in sync after all: our whole digest, at once
+                    state.summary_failed = True
+                    self._due(now)
+            return []
         if isinstance(msg, SyncDigest):
             if state is not None:
                 state.learn(msg.context, authoritative=True)
@@ -218,9 +238,18 @@ class SyncCore:
                 # Our reply_context already asked for what we lack: that was this interval's exchange.
                 state.digest_at = now + self._interval
             elif now >= state.digest_at:
-                out.append((peer, SyncDigest(context=self._store.context)))
+                context = self._store.context
+                confirmed = state.confirmed
+                if not state.summary_failed and confirmed.vv == seen.vv and confirmed.cloud == seen.cloud:
+                    # As far as we know the peer has exactly what we have: 32 hex digits say so.
+                    out.append((peer, SyncSummary(fingerprint=context.fingerprint())))
+                    self._stats["summaries_sent"] += 1
+                else:
+                    state.summary_failed = False
+                    out.append((peer, SyncDigest(context=context)))
                 self._stats["digests_sent"] += 1
-                state.digest_at = now + self._interval
+                # The standby side (larger id) keeps half an interval behind, so the other leads.
+                state.digest_at = now + self._interval * (1.5 if self._store.node > peer else 1.0)
         self._flush_at = None
         return out
 
@@ -252,14 +281,16 @@ class SyncCore:
             self._flush_at = now
 
     def _postpone_digest(self, peer: str, state: PeerSync, now: float) -> None:
-        state.postponed += 1
+        standby = self._store.node > peer
+        state.postponed += standby
         if state.postponed >= ANNOUNCE_EVERY:
-            # Still send ours now and then: the peer that always initiates learns this side's
-            # context only from it, and collect_garbage needs every member's context.
+            # Send ours now and then (right away, or the peer's next digest would postpone it
+            # again): the peer that always initiates learns this side's context only from it,
+            # for collect_garbage and for summaries.
             state.postponed = 0
+            state.digest_at = now
             return
-        factor = 1.5 if self._store.node > peer else 1.0
-        state.digest_at = now + self._interval * factor
+        state.digest_at = now + self._interval * (1.5 if standby else 1.0)
 
     def _answer(self, state: PeerSync, ask: bool) -> list[SyncDelta]:
         """Everything the peer's confirmed context lacks, asking for what we lack if ``ask``."""

@@ -60,6 +60,7 @@ from crdt import (
     LWWMap,
     SyncCore,
     SyncDigest,
+    SyncSummary,
     Timestamp,
     decode_message,
     encode_message,
@@ -330,8 +331,8 @@ class CrdtSim:
         for src in self.ids:
             encoded: dict[int, bytes] = {}
             for dst, msg in self.nodes[src].core.outgoing(now):
-                digest = isinstance(msg, SyncDigest)
-                key = id(msg.context) if digest else id(msg)
+                digest = isinstance(msg, (SyncDigest, SyncSummary))  # summaries count as digests
+                key = id(msg.context) if isinstance(msg, SyncDigest) else id(msg)
                 data = encoded.get(key)
                 if data is None:
                     data = encoded[key] = pack(encode_message(msg))

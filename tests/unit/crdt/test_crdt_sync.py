@@ -17,6 +17,7 @@ from crdt import (
     SyncCore,
     SyncDelta,
     SyncDigest,
+    SyncSummary,
     Timestamp,
     decode_message,
     encode_message,
@@ -255,16 +256,31 @@ def test_a_buffered_relay_is_dropped_once_the_peer_shows_it_has_the_entry():
     assert net.cores["a"].outgoing(net.now) == []
 
 
-def test_steady_state_costs_about_one_digest_per_pair_per_interval_plus_an_announcement():
+def test_steady_state_costs_about_one_summary_per_pair_per_interval_plus_an_announcement():
     net = Net("ab")
+    net.write("a", "x", 1)
     net.settle()
+    net.run(2 * INTERVAL)
     start = len(net.log)
     net.run(20 * INTERVAL, dt=0.05)
-    digests = [(src, m) for src, _, m in net.log[start:] if isinstance(m, SyncDigest)]
-    # One exchange per interval, begun by a; b announces its own context every ANNOUNCE_EVERY-th time.
-    assert 20 + 20 // ANNOUNCE_EVERY - 2 <= len(digests) <= 20 + 20 // ANNOUNCE_EVERY + 2
-    assert 20 // ANNOUNCE_EVERY - 1 <= sum(src == "b" for src, _ in digests) <= 20 // 2
-    assert all(isinstance(m, SyncDigest) for _, _, m in net.log[start:])  # nothing else when in sync
+    quiet = [(src, m) for src, _, m in net.log[start:]]
+    # In sync: only summaries, one exchange per interval begun by a, b announcing every ANNOUNCE_EVERY-th time.
+    assert all(isinstance(m, SyncSummary) for _, m in quiet), quiet
+    assert 20 + 20 // ANNOUNCE_EVERY - 2 <= len(quiet) <= 20 + 20 // ANNOUNCE_EVERY + 2
+    assert 20 // ANNOUNCE_EVERY - 1 <= sum(src == "b" for src, _ in quiet) <= 20 // 2
+    assert all(len(msgpack.packb(encode_message(m))) < 50 for _, m in quiet)
+
+
+def test_a_summary_that_does_not_match_starts_a_whole_exchange():
+    # b hears from c what a never saw; a still believes b holds exactly what a holds.
+    net = Net("abc", links="ab bc", relay=False)
+    net.settle()
+    net.run(2 * INTERVAL)
+    net.write("c", "z", 3)
+    net.run(4 * INTERVAL)
+    kinds = [type(m).__name__ for s, d, m in net.log if (s, d) in (("a", "b"), ("b", "a"))]
+    assert "SyncSummary" in kinds and "SyncDigest" in kinds
+    assert net.maps["a"].get("z").value == 3 and net.converged()
 
 
 def test_the_standby_side_takes_over_when_the_initiator_goes_quiet():
@@ -274,7 +290,7 @@ def test_the_standby_side_takes_over_when_the_initiator_goes_quiet():
     net.drop = lambda src, dst, msg: src == "a"  # a's messages stop arriving
     start = len(net.log)
     net.run(3 * INTERVAL)
-    assert any(src == "b" and isinstance(m, SyncDigest) for src, _, m in net.log[start:])
+    assert any(src == "b" and isinstance(m, (SyncDigest, SyncSummary)) for src, _, m in net.log[start:])
 
 
 def test_large_answers_are_split_and_still_converge():

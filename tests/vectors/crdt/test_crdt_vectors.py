@@ -24,6 +24,7 @@ from crdt import (
     Entry,
     SyncDelta,
     SyncDigest,
+    SyncSummary,
     Timestamp,
     VersionVector,
     decode_message,
@@ -46,6 +47,7 @@ CONTEXT = CausalContext(VersionVector({A: 4, B: 5}), [Dot(B, 7), Dot("12D3KooWNo
 MESSAGES = {
     "digest_empty": SyncDigest(context=CausalContext()),
     "digest_with_cloud": SyncDigest(context=CONTEXT),
+    "summary": SyncSummary(fingerprint=CONTEXT.fingerprint()),
     "delta_push": SyncDelta(delta=Delta.of_writes([READING])),
     "delta_push_superseding": SyncDelta(delta=Delta.of_writes([READING, STATUS], superseded=[Dot(B, 6)])),
     "delta_push_tombstone": SyncDelta(delta=Delta.of_writes([Entry(
@@ -81,6 +83,13 @@ def test_encoding_matches_the_golden_vector(name):
 @pytest.mark.parametrize("name", sorted(MESSAGES))
 def test_the_golden_vector_decodes_to_the_message(name):
     assert decode_message(golden()[name]) == MESSAGES[name]
+
+
+def test_the_fingerprint_of_a_context_is_pinned_too():
+    # Nodes compare fingerprints computed on different machines: the hash input cannot drift either.
+    assert golden()["summary"][2] == CONTEXT.fingerprint() == CausalContext(
+        VersionVector({B: 5, A: 4}), [Dot("12D3KooWNodeC", 3), Dot(B, 7)]).fingerprint()
+    assert CausalContext().fingerprint() != CONTEXT.fingerprint()
 
 
 def test_every_vector_carries_the_current_wire_version():
