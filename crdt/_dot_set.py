@@ -112,16 +112,6 @@ class DotSet:
         for dot in context.cloud:
             self.add(dot.node, dot.counter)
 
-    def covers(self, context: CausalContext) -> bool:
-        """Whether every dot of ``context`` is in this set."""
-        for node, top in context.vv.items():
-            floor = self.vv.get(node, 0)
-            if top > floor:
-                above = self.cloud.get(node)
-                if not above or any(c not in above for c in range(floor + 1, top + 1)):
-                    return False
-        return all(self.contains(dot.node, dot.counter) for dot in context.cloud)
-
     def within(self, other: DotSet) -> bool:
         """Whether every dot of this set is in ``other``."""
         for node, top in self.vv.items():

@@ -68,7 +68,58 @@ class LocalNode:
         return self.proc is not None and self.proc.poll() is None
 
 
-class LocalCluster:
+class NodeProcesses:
+    """Waiting for, starting and stopping a set of node processes (``LocalCluster``, ``netlab.LanCluster``).
+
+    A subclass has ``nodes`` (each with ``name``, ``proc``, ``running`` and ``client()``) and
+    defines ``start(node)``; ``log_of(node)`` names the node's log for errors.
+    """
+
+    subsystem = "cluster"
+    nodes: list
+
+    def start(self, node: Any) -> None:
+        """Start ``node``'s process."""
+        raise NotImplementedError
+
+    def log_of(self, node: Any) -> Path | None:
+        """Where ``node``'s process logs."""
+        return node.log_path
+
+    def wait_api(self, node: Any, timeout: float = 60.0) -> None:
+        """Wait until the node's API answers."""
+
+        def ready() -> bool:
+            if not node.running:
+                raise MeshError(f"{self.subsystem}: {node.name} exited with {node.proc.returncode}; "
+                                f"see {self.log_of(node)}")
+            return bool(node.client(timeout=2).get("/status"))
+
+        wait_for(ready, timeout, f"{node.name}'s API")
+
+    def start_all(self, timeout: float = 60.0) -> None:
+        """Start every node and wait for each API."""
+        for node in self.nodes:
+            self.start(node)
+        for node in self.nodes:
+            self.wait_api(node, timeout)
+
+    def stop(self, node: Any, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
+        if node.proc is None:
+            return None
+        if node.proc.poll() is None:
+            node.proc.send_signal(sig)
+            try:
+                node.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
+        code, node.proc = node.proc.returncode, None
+        return code
+
+
+class LocalCluster(NodeProcesses):
     """Creates, starts and stops local nodes under ``root``."""
 
     def __init__(self, root: Path, *, env: dict[str, str] | None = None) -> None:
@@ -109,38 +160,6 @@ class LocalCluster:
             env=self.env, start_new_session=True,
         )
         log.close()
-
-    def wait_api(self, node: LocalNode, timeout: float = 60.0) -> None:
-        """Wait until the node's API answers."""
-
-        def ready() -> bool:
-            if not node.running:
-                raise MeshError(f"cluster: {node.name} exited with {node.proc.returncode}; see {node.log_path}")
-            return bool(node.client(timeout=2).get("/status"))
-
-        wait_for(ready, timeout, f"{node.name}'s API")
-
-    def start_all(self, timeout: float = 60.0) -> None:
-        """Start every node and wait for each API."""
-        for node in self.nodes:
-            self.start(node)
-        for node in self.nodes:
-            self.wait_api(node, timeout)
-
-    def stop(self, node: LocalNode, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
-        if node.proc is None:
-            return None
-        if node.proc.poll() is None:
-            node.proc.send_signal(sig)
-            try:
-                node.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait(10)
-        code = node.proc.returncode
-        node.proc = None
-        return code
 
     def stop_all(self) -> None:
         """Stop every node we started."""

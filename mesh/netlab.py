@@ -38,7 +38,7 @@ from typing import Any
 from crdt.errors import MeshError
 
 from .client import ClientError
-from .cluster import wait_for
+from .cluster import NodeProcesses, wait_for
 from .config import API_ADDR_FILE, MESH_KEY_FILE, NODE_FILE
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -255,8 +255,10 @@ class LabNode:
         return self.proc is not None and self.proc.poll() is None
 
 
-class LanCluster:
+class LanCluster(NodeProcesses):
     """N real nodes, each in its own namespace on one ``Lan``, joined to node 0; ``close`` ends it all."""
+
+    subsystem = "netlab"
 
     def __init__(self, root: Path, *, prefix: str = "lab", subnet: str = "10.77.0") -> None:
         self.root = Path(root)
@@ -293,37 +295,6 @@ class LanCluster:
         if not node.running:
             node.proc = self.lan.start(node.ns, node.data_dir)
 
-    def wait_api(self, node: LabNode, timeout: float = 60.0) -> None:
-        """Wait until the node's API answers."""
-
-        def ready() -> bool:
-            if not node.running:
-                raise MeshError(f"netlab: {node.name} exited with {node.proc.returncode}; see {self.log(node)}")
-            return bool(node.client(timeout=2).get("/status"))
-
-        wait_for(ready, timeout, f"{node.name}'s API")
-
-    def start_all(self, timeout: float = 60.0) -> None:
-        """Start every node and wait for each API."""
-        for node in self.nodes:
-            self.start(node)
-        for node in self.nodes:
-            self.wait_api(node, timeout)
-
-    def stop(self, node: LabNode, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
-        if node.proc is None:
-            return None
-        if node.proc.poll() is None:
-            node.proc.send_signal(sig)
-            try:
-                node.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait(10)
-        code, node.proc = node.proc.returncode, None
-        return code
-
     def alive_peers(self, node: LabNode) -> set[str]:
         """Peer ids ``node`` sees alive."""
         return {p["peer_id"] for p in node.client(timeout=5).get("/peers") if p["state"] == "alive"}
@@ -348,6 +319,8 @@ class LanCluster:
     def log(self, node: LabNode) -> Path:
         """Where ``node`` logs."""
         return self.root / f"{node.name}.log"
+
+    log_of = log
 
     def log_tails(self, lines: int = 25) -> str:
         """The end of every node's log (for a failing test's output)."""

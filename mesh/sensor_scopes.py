@@ -23,7 +23,6 @@ each. Anything it does not define (statistics helpers added to
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -40,7 +39,7 @@ from . import privacy
 from .config import Config
 from .privacy import LOCAL, SCOPES, SHARED, ZONE, AggregateRule, PrivacySettings
 from .sensor_db import MB, SensorDB, StoreCorrupt
-from .sensors import MAX_VALUE_BYTES, SensorState, check_key, entry_to_json, wall_ms
+from .sensors import SensorState, check_entry, entry_to_json, wall_ms
 
 log = logging.getLogger("meshnode.privacy")
 
@@ -78,9 +77,9 @@ class LocalStore:
 
     async def put(self, key: str, value: Any) -> dict:
         """Write; returns once it is on disk (``synchronous=FULL``)."""
-        check_entry(key, value)
+        size = check_entry(key, value)
         async with self._lock:
-            self._db.check_room(key, len(json.dumps(value)))  # the store limits apply here too
+            self._db.check_room(key, size)  # the store limits apply here too
             ts = self._clock.now(wall_ms())
             delta = self._map.put(key, value, ts)
             await trio.to_thread.run_sync(self._db.save, list(delta.entries), self._map.context, ts)
@@ -115,17 +114,6 @@ class LocalStore:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
-
-
-def check_entry(key: Any, value: Any) -> None:
-    """The limits ``SensorState.put`` applies, for the local store."""
-    check_key(key)
-    try:
-        size = len(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise MeshError(f"crdt: value for {key!r} is not JSON-serialisable: {exc}") from exc
-    if size > MAX_VALUE_BYTES:
-        raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
 
 
 def _scoped(doc: dict | None, scope: str) -> dict | None:

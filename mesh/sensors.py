@@ -61,6 +61,18 @@ def check_key(key: Any) -> None:
         raise MeshError("crdt: key must not contain NUL (\\x00); it is reserved for counters")
 
 
+def check_entry(key: Any, value: Any) -> int:
+    """Refuse a key or value a write may not carry; returns the value's size in JSON bytes."""
+    check_key(key)
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise MeshError(f"crdt: value for {key!r} is not JSON-serialisable: {exc}") from exc
+    if size > MAX_VALUE_BYTES:
+        raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
+    return size
+
+
 def entry_to_json(entry: Entry) -> dict:
     """An entry as the API shows it."""
     return {
@@ -156,13 +168,7 @@ class SensorState:
         write is kept here and still syncs (see ``mesh.sensor_quorum``).
         """
         level, timeout = check_level(consistency), check_timeout(timeout)
-        check_key(key)
-        try:
-            size = len(json.dumps(value))
-        except (TypeError, ValueError) as exc:
-            raise MeshError(f"crdt: value for {key!r} is not JSON-serialisable: {exc}") from exc
-        if size > MAX_VALUE_BYTES:
-            raise MeshError(f"crdt: value for {key!r} is {size} bytes; the limit is {MAX_VALUE_BYTES}")
+        size = check_entry(key, value)
         async with self._lock:
             self._check_usable()
             self._db.check_room(key, size)  # before anything changes: a refused write leaves no trace
