@@ -121,11 +121,16 @@ class SyncCore:
         """A new or reconnected peer: exchange digests now.
 
         A peer already synced with keeps what we know of it (a repeated hello is not a
-        reconnect); after ``remove_peer`` it starts afresh."""
+        reconnect) but still gets our whole digest now — it may be back from a partition;
+        after ``remove_peer`` it starts afresh."""
         check_node(peer, "peer")
         check_now(now)
-        if peer not in self._peers:
+        state = self._peers.get(peer)
+        if state is None:
             self._peers[peer] = PeerSync(digest_at=now)
+        else:
+            state.digest_at = min(state.digest_at, now)
+            state.summary_failed = True  # a whole digest, not a summary: we may have drifted apart
 
     def remove_peer(self, peer: str) -> None:
         """Stop syncing with ``peer`` (a no-op if unknown)."""
