@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Pretrained models shipped inside registry wheels (inference/catalog.py). Wheels only (--no-deps):
+# we take their .onnx files and never import them (silero-vad wants torch, rapidocr opencv).
+MODEL_PACKAGES := rapidocr==3.10.0 silero-vad==6.2.3
 
 .PHONY: demo test test-long test-fast bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 demo: $(VENV)/.installed
