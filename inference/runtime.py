@@ -103,10 +103,13 @@ def _fix_pool_mode(shared: bool) -> str:
         return _pool_mode
 
 
-def session_options(shared_pool: bool) -> ort.SessionOptions:
-    """Options every session gets: full graph optimisation, no spinning, pool per mode."""
+def session_options(shared_pool: bool, optimize: bool = True) -> ort.SessionOptions:
+    """Options every session gets: full graph optimisation (unless not ``optimize``), no spinning, pool per mode."""
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Optimisations off is for checking partitions bit for bit against the whole model.
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # A spinning pool steals the CPU the event loop and libp2p need on a small
     # node. (Ignored by the shared pool in onnxruntime 1.32, see the module doc.)
@@ -129,7 +132,9 @@ class _Loaded:
 class Runtime:
     """Loaded ONNX models on this node, run through onnxruntime."""
 
-    def __init__(self, providers: list[str] | None = None, *, shared_thread_pool: bool = False):
+    def __init__(
+        self, providers: list[str] | None = None, *, shared_thread_pool: bool = False, optimize: bool = True
+    ):
         available = ort.get_available_providers()
         if providers is None:
             self._providers = choose_providers(available)
@@ -142,6 +147,7 @@ class Runtime:
                 )
             self._providers = list(providers)
         self._shared_pool = _fix_pool_mode(shared_thread_pool) == _SHARED
+        self._optimize = optimize
         self._lock = threading.Lock()
         self._models: dict[str, _Loaded] = {}
 
@@ -175,20 +181,28 @@ class Runtime:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise InferenceError(f"inference: cannot read model file {path}: {exc}") from exc
+        self.load_bytes(name, data, spec, origin=str(path))
+
+    def load_bytes(self, name: str, data: bytes, spec: ModelSpec, origin: str = "<bytes>") -> None:
+        """Load the serialized model ``data`` as ``name`` (a partition, say); as ``load``."""
+        with self._lock:
+            current = self._models.get(name)
+            if current is not None and current.spec.sha256 == spec.sha256:
+                return
         digest = hashlib.sha256(data).hexdigest()
         if digest != spec.sha256:
             raise InferenceError(
-                f"inference: {path} has sha256 {digest}, expected {spec.sha256} for model "
+                f"inference: {origin} has sha256 {digest}, expected {spec.sha256} for model "
                 f"{name!r}; the file is corrupt or a different version"
             )
         try:
             # From the bytes just hashed, so what runs is what was checked.
             session = ort.InferenceSession(
-                data, session_options(self._shared_pool), providers=self._providers
+                data, session_options(self._shared_pool, self._optimize), providers=self._providers
             )
         except Exception as exc:
             raise InferenceError(
-                f"inference: onnxruntime cannot load model {name!r} from {path}: {exc}"
+                f"inference: onnxruntime cannot load model {name!r} from {origin}: {exc}"
             ) from exc
         got_in = [i.name for i in session.get_inputs()]
         got_out = [o.name for o in session.get_outputs()]
