@@ -116,6 +116,16 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             **_RAPIDOCR,
         ),
         ShippedModel(
+            name="ppocr-cls",
+            resource="models/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+            sha256="e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+            size=585_532,
+            inputs="x float32 [N,3,48,192]: a text line, RGB scaled to [-1,1], padded on the right",
+            outputs="save_infer_model/scale_0.tmp_1 float32 [N,2]: probabilities of upright (0) and "
+            "upside down (180)",
+            **_RAPIDOCR,
+        ),
+        ShippedModel(
             name="silero-vad",
             distribution="silero-vad",
             version="6.2.3",

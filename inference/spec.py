@@ -68,11 +68,14 @@ def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
         return TensorSpec(value.name, dtype, None)
     dims: list[Dim] = []
     for d in tensor.shape.dim:
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
+        elif d.HasField("dim_param") and d.dim_param != "?":
             dims.append(d.dim_param)
         else:
+            # Unknown. paddle2onnx says "any size" with a dim_value of -1 and with the
+            # dim_param "?" on several axes at once (PP-OCR's [N,3,?,?] takes H != W);
+            # onnxruntime reads both as free, so must we.
             dims.append(None)
     return TensorSpec(value.name, dtype, tuple(dims))
 

@@ -18,6 +18,7 @@ def test_every_shipped_model_is_added_from_its_installed_file_and_infers(tmp_pat
     inputs = {
         "ppocr-det": {"x": np.zeros((1, 3, 64, 96), np.float32)},
         "ppocr-rec": {"x": np.zeros((1, 3, 48, 160), np.float32)},
+        "ppocr-cls": {"x": np.zeros((2, 3, 48, 192), np.float32)},
         "silero-vad": {
             "input": np.zeros((1, 512), np.float32),
             "state": np.zeros((2, 1, 128), np.float32),
@@ -38,5 +39,6 @@ def test_every_shipped_model_is_added_from_its_installed_file_and_infers(tmp_pat
     results = trio.run(main)
     assert results["ppocr-det"]["fetch_name_0"].shape == (1, 1, 64, 96)
     assert results["ppocr-rec"]["fetch_name_0"].shape == (1, 20, 18710)
+    assert results["ppocr-cls"]["save_infer_model/scale_0.tmp_1"].shape == (2, 2)
     assert 0.0 <= results["silero-vad"]["output"].item() <= 1.0
     assert results["silero-vad"]["stateN"].shape == (2, 1, 128)

@@ -51,6 +51,14 @@ def as_rgb_batch(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[None, None], 3, axis=1).astype(np.float32)
 
 
+def text_line(text: str) -> np.ndarray:
+    """``text`` rendered 48 pixels high (what the PP-OCR line models take), nearest-neighbour scaled."""
+    line = render(text)
+    rows = (np.arange(48) * line.shape[0] / 48).astype(int)
+    width = round(line.shape[1] * 48 / line.shape[0])
+    return line[rows][:, (np.arange(width) * line.shape[1] / width).astype(int)]
+
+
 @pytest.fixture(scope="module")
 def runtime() -> Runtime:
     rt = Runtime(["CPUExecutionProvider"])
@@ -123,11 +131,9 @@ def test_text_recognition_reads_a_rendered_line(runtime):
     model = shipped_model("ppocr-rec")
     meta = {p.key: p.value for p in onnx.load(model.path()).metadata_props}
     alphabet = ["<blank>", *meta["character"].splitlines(), " "]
-    line = render("MESHNODE")  # 40 pixels high; the model wants 48
-    rows = (np.arange(48) * line.shape[0] / 48).astype(int)
-    width = round(line.shape[1] * 48 / line.shape[0])
-    cols = (np.arange(width) * line.shape[1] / width).astype(int)
-    x = as_rgb_batch((line[rows][:, cols] - 0.5) / 0.5)
+    line = text_line("MESHNODE")
+    width = line.shape[1]
+    x = as_rgb_batch((line - 0.5) / 0.5)
     probs = runtime.run("ppocr-rec", {"x": x})["fetch_name_0"]
     assert probs.shape == (1, -(-width // 8), len(alphabet))
     assert np.allclose(probs.sum(axis=-1), 1.0, atol=1e-4)
@@ -135,6 +141,22 @@ def test_text_recognition_reads_a_rendered_line(runtime):
     # Greedy CTC: merge repeats, drop blanks.
     text = "".join(alphabet[k] for i, k in enumerate(best) if k != 0 and (i == 0 or k != best[i - 1]))
     assert text == "MESHNODE"
+
+
+def test_orientation_tells_an_upright_line_from_an_upside_down_one(runtime):
+    line = text_line("NODE")
+    canvas = np.ones((48, 192), np.float32)  # the model's fixed size, padded white on the right
+    canvas[:, : line.shape[1]] = line
+    x = np.concatenate([as_rgb_batch((canvas - 0.5) / 0.5), as_rgb_batch((canvas[::-1, ::-1] - 0.5) / 0.5)])
+    probs = runtime.run("ppocr-cls", {"x": x})["save_infer_model/scale_0.tmp_1"]
+    assert probs.shape == (2, 2)
+    assert probs.argmax(axis=1).tolist() == [0, 1]  # 0 = upright, 1 = turned 180 degrees
+
+
+def test_paddle_s_unknown_dimensions_read_as_unknown():
+    """paddle2onnx writes -1 and "?" for "any size"; the spec must serve such a model, not refuse it or tie H to W."""
+    (x,) = shipped_model("ppocr-cls").spec().inputs
+    assert x.shape == (None, 3, None, None)
 
 
 def test_voice_activity_gives_probabilities_and_carries_state(runtime):
