@@ -14,8 +14,10 @@ laterals) are cuts too, reported with their tensors and bytes, and priced by
 the planner like any other.
 
 What never crosses: initializers (each part gets a copy of the ones it reads)
-and ``Constant`` nodes (cloned into each part that reads them, so a shape
-constant made at the top of the graph does not pin every cut open). Graph
+and nodes computed from weights and constants alone (``Constant``, an
+``Identity`` of a weight, shape arithmetic on constants: cloned into each part
+that reads them, so a weight alias made at the top of the graph does not pin
+every cut open). Graph
 outputs made early (an exit head) leave the part that makes them; they do not
 travel down the chain.
 
@@ -57,6 +59,9 @@ from inference.errors import InferenceError
 FUSION_ANCHORS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 FUSION_FOLLOWERS = frozenset({"BatchNormalization", "Add"})
 FUSION_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"})
+NONDETERMINISTIC_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                                  "Multinomial", "Bernoulli"})
+SMALL_INITIALIZER = 64  # elements; shape inference keeps these, whose values can decide shapes
 RECURRENT_OPS = {"RNN": (5,), "GRU": (5,), "LSTM": (5, 6)}  # op -> initial state input slots
 
 
@@ -86,13 +91,11 @@ class PartitionPlan:
         self.model = model = _check_model(model)
         graph = model.graph
         self._initializers = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
-        self._constants: dict[str, onnx.NodeProto] = {}
-        nodes = []
-        for node in graph.node:
-            if node.op_type == "Constant" and not node.input:
-                self._constants.update((out, node) for out in node.output)
-            else:
-                nodes.append(node)
+        every = list(graph.node)
+        constant = _constant_nodes(every, self._initializers)
+        self._constant_nodes = [every[i] for i in constant]
+        self._constants = {out: node for node in self._constant_nodes for out in node.output if out}
+        nodes = [node for i, node in enumerate(every) if i not in constant]
         self._graph_inputs = [v.name for v in graph.input if v.name not in self._initializers]
         self.nodes: list[onnx.NodeProto] = _topological(nodes, set(self._graph_inputs) | self._initializers | set(self._constants))
         self._reads = [_reads(node) for node in self.nodes]
@@ -134,13 +137,19 @@ class PartitionPlan:
         return result
 
     def cuts(self, max_tensors: int | None = None) -> list[Cut]:
-        """Every fusion-safe cut between two nodes, optionally only those carrying at most ``max_tensors``."""
+        """Every fusion-safe, declarable cut between two nodes; optionally only those carrying at most ``max_tensors``.
+
+        Declarable: onnx's shape inference knows each crossing tensor's type
+        and rank, so the parts can declare them (ONNX requires it).
+        """
         found = []
         for p, tensors in enumerate(self.crossing()):
             if p == 0 or p == len(self.nodes) or p in self._forbidden:
                 continue
             if max_tensors is not None and len(tensors) > max_tensors:
                 continue
+            if not all(self._declarable(name) for name in tensors):
+                continue  # onnx could not infer a type and rank for a part's input (declare it to cut here)
             found.append(Cut(p, tuple(tensors), self._nbytes(tensors)))
         return found
 
@@ -190,7 +199,8 @@ class PartitionPlan:
         source = self.model.graph
         nodes = self.nodes[lo:hi]
         read = {name for reads in self._reads[lo:hi] for name in reads}
-        constants = list({id(node): node for name, node in self._constants.items() if name in read}.values())
+        constants = self._constants_for(read)
+        read |= {name for node in constants for name in _reads(node)}
         # A graph output that is a passed-through input or weight is read by no node.
         own_names = {v.name for v in own_outputs}
         read |= own_names
@@ -219,9 +229,25 @@ class PartitionPlan:
         graph.output.extend(self._value_info(name) for name in handed_on if name not in own_names)
         return model
 
+    def _constants_for(self, read: set[str]) -> list[onnx.NodeProto]:
+        """The constant nodes that make what ``read`` needs, with what they read in turn, in graph order."""
+        needed: set[int] = set()
+        todo = [self._constants[name] for name in read if name in self._constants]
+        while todo:
+            node = todo.pop()
+            if id(node) not in needed:
+                needed.add(id(node))
+                todo.extend(self._constants[name] for name in node.input if name in self._constants)
+        return [node for node in self._constant_nodes if id(node) in needed]
+
+    def _declarable(self, name: str) -> bool:
+        """Whether a part can declare ``name`` as an input or output (its type and rank are known)."""
+        value = self._types.get(name)
+        return value is not None and bool(value.type.tensor_type.elem_type) and value.type.tensor_type.HasField("shape")
+
     def _value_info(self, name: str) -> onnx.ValueInfoProto:
         value = self._types.get(name)
-        if value is None or not value.type.tensor_type.elem_type or not value.type.tensor_type.HasField("shape"):
+        if not self._declarable(name):
             raise InferenceError(
                 f"inference: cannot cut across tensor {name!r}: shape inference gave it no type or rank; "
                 "declare it in the model's value_info, or cut elsewhere"
@@ -273,6 +299,26 @@ def _check_model(model: object) -> onnx.ModelProto:
     if not model.opset_import:
         raise InferenceError("inference: the model has no opset_import; it is not a valid ONNX model")
     return model
+
+
+def _constant_nodes(nodes: Sequence[onnx.NodeProto], initializers: set[str]) -> set[int]:
+    """Indices of nodes computed from weights and constants alone (``Constant``, ``Identity`` of a
+    weight, shape arithmetic on constants): cloned into the parts that read them, they never cross a cut."""
+    constant: set[int] = set()
+    known = set(initializers)
+    changed = True
+    while changed:  # one pass when the file is sorted, as ONNX requires
+        changed = False
+        for i, node in enumerate(nodes):
+            if i in constant or node.op_type in NONDETERMINISTIC_OPS:
+                continue
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                continue
+            if all(name in known for name in node.input if name):
+                constant.add(i)
+                known.update(node.output)
+                changed = True
+    return constant
 
 
 def _reads(node: onnx.NodeProto) -> list[str]:
@@ -363,7 +409,7 @@ def _fusion_spans(nodes: list[onnx.NodeProto], reads: list[list[str]], graph_out
 
 def _refuse_recurrent_state(graph: onnx.GraphProto, graph_inputs: set[str]) -> None:
     """Raise if the model carries state from one call to the next (see the module doc)."""
-    from_caller = _tainted(graph, graph_inputs)
+    from_caller = _tainted(graph, {name: frozenset([name]) for name in graph_inputs})
     outputs = {v.name for v in graph.output}
     for node in _all_nodes(graph):
         slots = RECURRENT_OPS.get(node.op_type, ())
@@ -371,8 +417,9 @@ def _refuse_recurrent_state(graph: onnx.GraphProto, graph_inputs: set[str]) -> N
             if slot < len(node.input) and node.input[slot] in from_caller:
                 raise InferenceError(
                     f"inference: cannot partition: {node.op_type} node {node.name or node.output[0]!r} takes its "
-                    f"initial state {node.input[slot]!r} from the caller, so the model carries recurrent state "
-                    "between calls; serve it whole on one node"
+                    f"initial state {node.input[slot]!r} from the caller (made from graph inputs "
+                    f"{sorted(from_caller[node.input[slot]])}), so the model carries recurrent state between calls; "
+                    "serve it whole on one node"
                 )
         if node.op_type in ("Loop", "Scan"):
             carried = _loop_carried(node)
@@ -403,17 +450,20 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
                 yield from _all_nodes(sub)
 
 
-def _tainted(graph: onnx.GraphProto, seeds: set[str]) -> set[str]:
-    """Names (in ``graph`` and its subgraphs) computed from any of ``seeds``."""
-    tainted = set(seeds)
+def _tainted(graph: onnx.GraphProto, seeds: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Names (in ``graph`` and its subgraphs) computed from the seeds, each mapped to the seeds' origins."""
+    tainted = dict(seeds)
     for node in graph.node:
-        explicit = any(name in tainted for name in node.input if name)
+        explicit = frozenset().union(*(tainted[name] for name in node.input if name in tainted))
         for attr in node.attribute:
             for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                inner = set(tainted) | ({v.name for v in sub.input} if explicit else set())
-                tainted |= _tainted(sub, inner)
-        if explicit or any(name in tainted for name in _reads(node)):
-            tainted.update(name for name in node.output if name)
+                inner = dict(tainted)
+                if explicit:  # a Loop's or Scan's formal inputs carry what the node was given
+                    inner.update((v.name, explicit) for v in sub.input)
+                tainted.update(_tainted(sub, inner))
+        origins = explicit.union(*(tainted[name] for name in _reads(node) if name in tainted))
+        if origins:
+            tainted.update((name, origins) for name in node.output if name)
     return tainted
 
 
@@ -424,9 +474,14 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     light.node.extend(graph.node)
     light.input.extend(graph.input)
     declared = {v.name for v in graph.input}
-    # Weights enter as typed inputs: shape inference needs their shapes, not their bytes.
+    # Big weights enter as typed inputs: shape inference needs their shapes, not their bytes. Small
+    # ones (Reshape targets, Slice bounds) stay, since shapes are computed from their values.
     for t in graph.initializer:
-        if t.name not in declared:
+        if t.name in declared:
+            continue
+        if _count(t.dims) <= SMALL_INITIALIZER:
+            light.initializer.append(t)
+        else:
             light.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     light.output.extend(graph.output)
     light.value_info.extend(graph.value_info)
@@ -435,7 +490,7 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     shell.functions.extend(model.functions)
     shell.graph.CopyFrom(light)
     try:
-        inferred = onnx.shape_inference.infer_shapes(shell).graph
+        inferred = onnx.shape_inference.infer_shapes(shell, data_prop=True).graph
     except Exception:  # a model onnx cannot infer still partitions; sizes just go unknown
         inferred = light
     types = {}
@@ -445,6 +500,13 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     for value in graph.output:  # the model's own declarations win (they keep symbolic dim names)
         types[value.name] = value
     return types
+
+
+def _count(dims: Iterable[int]) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
 
 
 def _tensor_nbytes(value: onnx.ValueInfoProto | None) -> int | None:
@@ -457,8 +519,10 @@ def _tensor_nbytes(value: onnx.ValueInfoProto | None) -> int | None:
         return None
     count = 1
     for dim in tensor.shape.dim:
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
             count *= dim.dim_value
+        elif dim.HasField("dim_value"):
+            continue  # some exporters (Paddle) write -1 for a dynamic dimension
         elif not dim.HasField("dim_param"):
             return None  # an unknown, unnamed dimension
     return count * itemsize

@@ -10,6 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inference import InferenceError, Runtime
+from inference.catalog import shipped_model
 from inference.cnn import cnn_bytes, mobilenet_v2, resnet18
 from inference.demo_model import demo_model_bytes
 from inference.partition import FUSION_ACTIVATIONS, FUSION_ANCHORS, PartitionPlan, find_cuts, run_chain, split
@@ -238,6 +239,21 @@ def test_loop_state_fed_back_between_calls_is_refused() -> None:
     m = _model(nodes, [_vi("x0", [2]), _vi("go", [], TensorProto.BOOL), _vi("state", [2])], [_vi("state_out", [2])])
     with pytest.raises(InferenceError, match="Loop node 'accumulate' carries 'state' -> 'state_out'"):
         PartitionPlan(m)
+
+
+def test_silero_vad_is_refused_for_its_recurrent_state() -> None:
+    # Shipped model: the caller feeds `state` back each chunk, into an LSTM inside an If.
+    vad = onnx.load(str(shipped_model("silero-vad").path()))
+    with pytest.raises(InferenceError, match=r"cannot partition: LSTM node .* from the caller .*'state'"):
+        PartitionPlan(vad)
+
+
+@pytest.mark.parametrize("name", ["ppocr-det", "ppocr-rec", "ppocr-cls"])
+def test_shipped_ocr_models_have_single_tensor_cuts(name: str) -> None:
+    plan = PartitionPlan(onnx.load(str(shipped_model(name).path())))
+    single = [c for c in plan.cuts() if c.single]
+    assert len(single) >= 30
+    assert all(c.nbytes is not None and c.nbytes > 0 for c in single)
 
 
 # -- malformed models and bad cuts
