@@ -17,6 +17,7 @@ SUITES = {
     "crdt": "bench.crdt",
     "crdt-heal": "bench.crdt_heal",
     "crdt-sim": "bench.crdt_sim",
+    "partition": "bench.partition",
 }
 
 

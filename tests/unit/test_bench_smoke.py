@@ -67,3 +67,13 @@ def test_crdt_sim_bench_reports_rounds_and_bytes_per_size_and_loss():
         assert 1 <= row["rounds"] <= 10 and row["bytes"] > 0 and row["bytes_per_node"] > 0
         assert 0 < row["digest_share"] < 1 and row["digest_B_all_writers"] >= row["digest_B"] > 0
     assert rows[1]["dropped"] > 0 or rows[3]["dropped"] > 0
+
+
+def test_partition_bench_reports_plan_and_split_beside_loading():
+    from bench import partition
+
+    rows = partition.run(repeats=1, models=["demo", "mobilenet_v2 (generated)"])
+    assert [row["name"] for row in rows] == ["demo", "mobilenet_v2 (generated)"]
+    for row in rows:
+        assert row["single"] >= 5 and row["parts"] >= 2
+        assert all(row[k] > 0 for k in ("session_ms", "plan_ms", "split_ms", "(plan+split)/session"))
