@@ -199,11 +199,11 @@ class PartitionPlan:
         source = self.model.graph
         nodes = self.nodes[lo:hi]
         read = {name for reads in self._reads[lo:hi] for name in reads}
-        constants = self._constants_for(read)
-        read |= {name for node in constants for name in _reads(node)}
-        # A graph output that is a passed-through input or weight is read by no node.
+        # A graph output that is a passed-through input, a weight or a constant is read by no node.
         own_names = {v.name for v in own_outputs}
         read |= own_names
+        constants = self._constants_for(read)
+        read |= {name for node in constants for name in _reads(node)}
         model = onnx.ModelProto(
             ir_version=self.model.ir_version,
             producer_name=self.model.producer_name,

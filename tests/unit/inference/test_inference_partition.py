@@ -292,6 +292,19 @@ def test_early_outputs_leave_the_part_that_makes_them() -> None:
     assert [v.name for v in parts[1].graph.input] == ["a"]
 
 
+def test_an_output_computed_from_weights_alone_leaves_the_first_part() -> None:
+    nodes = [helper.make_node("Neg", ["w"], ["bias_out"]), helper.make_node("Relu", ["x"], ["a"]),
+             helper.make_node("Add", ["a", "w"], ["b"]), helper.make_node("Sigmoid", ["b"], ["y"])]
+    m = _model(nodes, [_vi("x", [3])], [_vi("bias_out", [3]), _vi("y", [3])],
+               [numpy_helper.from_array(np.array([1.0, -2.0, 3.0], np.float32), "w")])
+    parts = split(m, [1])
+    assert [v.name for v in parts[0].graph.output] == ["bias_out", "a"]
+    feeds = {"x": np.array([-1.0, 0.5, 2.0], np.float32)}
+    chained, whole = run_parts(parts, feeds), run_whole(m, feeds)
+    for out in ("bias_out", "y"):
+        np.testing.assert_array_equal(chained[out], whole[out])
+
+
 def _vi(name: str, shape: list, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, dtype, shape)
 
