@@ -77,3 +77,15 @@ def test_partition_bench_reports_plan_and_split_beside_loading():
     for row in rows:
         assert row["single"] >= 5 and row["parts"] >= 2
         assert all(row[k] > 0 for k in ("session_ms", "plan_ms", "split_ms", "(plan+split)/session"))
+
+
+def test_planner_bench_reports_chosen_beside_brute_force():
+    from bench import planner
+
+    rows = planner.run(models=("resnet18",), size=32, width=0.125, bandwidths_mbit=(10, 1000), speeds=(4,),
+                       slowdowns=(1, 10), runs=1, calls=3)
+    assert [row["name"] for row in rows][-1] == "resnet18: summary"
+    assert len(rows) == 5
+    for row in rows[:-1]:
+        assert row["chosen/best"] >= 1.0 - 1e-9 and row["considered"] >= 2 and row["plan_us"] > 0
+    assert rows[-1]["partitions"] >= 2 and rows[-1]["per_partition_ms"] > 0
