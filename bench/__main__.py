@@ -18,6 +18,7 @@ SUITES = {
     "crdt-heal": "bench.crdt_heal",
     "crdt-sim": "bench.crdt_sim",
     "partition": "bench.partition",
+    "quantize": "bench.quantize",
     "planner": "bench.planner",
 }
 

@@ -28,9 +28,11 @@ other mode gets a clear error.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,31 +41,14 @@ import onnxruntime as ort
 
 from inference.errors import InferenceError
 from inference.messages import ModelSpec
+from inference.providers import PROVIDER_PREFERENCE as PROVIDER_PREFERENCE  # re-exported
+from inference.providers import check_providers, choose_providers
 from inference.spec import validate_inputs
-
-# Best first. Azure's provider (present in the default CPU wheel) is a remote
-# service, not local hardware, so it is never chosen on its own.
-PROVIDER_PREFERENCE = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "CoreMLExecutionProvider",
-    "DmlExecutionProvider",
-    "CPUExecutionProvider",
-)
 
 _SHARED = "shared"
 _PER_SESSION = "per-session"
 _pool_lock = threading.Lock()
 _pool_mode: str | None = None  # fixed by the first Runtime in the process
-
-
-def choose_providers(available: Sequence[str]) -> list[str]:
-    """The available providers in preference order; CPU always last as the fallback."""
-    chosen = [p for p in PROVIDER_PREFERENCE if p in available]
-    if "CPUExecutionProvider" not in chosen:
-        chosen.append("CPUExecutionProvider")
-    return chosen
 
 
 def cpu_cores() -> int:
@@ -139,13 +124,7 @@ class Runtime:
         if providers is None:
             self._providers = choose_providers(available)
         else:
-            missing = [p for p in providers if p not in available]
-            if missing or not providers:
-                raise InferenceError(
-                    f"inference: execution providers {missing or providers} are not available "
-                    f"here; this onnxruntime offers {available}"
-                )
-            self._providers = list(providers)
+            self._providers = check_providers(providers, available)
         self._shared_pool = _fix_pool_mode(shared_thread_pool) == _SHARED
         self._optimize = optimize
         self._lock = threading.Lock()
@@ -155,6 +134,11 @@ class Runtime:
     def providers(self) -> list[str]:
         """Execution providers sessions are created with, best first."""
         return list(self._providers)
+
+    @property
+    def thread_pool(self) -> str:
+        """``"shared"`` (one global onnxruntime pool) or ``"per-session"``."""
+        return _SHARED if self._shared_pool else _PER_SESSION
 
     def has(self, name: str) -> bool:
         """Whether a model called ``name`` is loaded."""
@@ -227,3 +211,62 @@ class Runtime:
         except Exception as exc:
             raise InferenceError(f"inference: model {name!r} failed to run: {exc}") from exc
         return dict(zip(names, outputs))
+
+
+# -- int8 variants -----------------------------------------------------------------
+# onnxruntime.quantization lives here because this is the one module that may
+# import onnxruntime (tests/unit/test_layering.py); inference/quantize.py builds
+# on these two calls. It is imported lazily: it pulls in extra modules that a
+# node which never quantizes need not load.
+
+
+def _drop_preprocess_advice(record: logging.LogRecord) -> bool:
+    """Logging filter: drop the quantizer's per-call advice to pre-process the model."""
+    return "pre-process" not in record.getMessage()
+
+
+def _quantize_to_bytes(model: bytes, quantize) -> bytes:
+    """Run ``quantize(input_path, output_path)`` on ``model`` in a scratch dir; the output's bytes."""
+    with tempfile.TemporaryDirectory(prefix="meshnode-quant-") as scratch:
+        src, dst = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        src.write_bytes(model)
+        # The quantizer logs "consider pre-processing" through the root logger
+        # itself; a filter on the root logger sees only such direct calls, not
+        # records propagated from our named loggers.
+        logging.root.addFilter(_drop_preprocess_advice)
+        try:
+            quantize(str(src), str(dst))
+        except Exception as exc:
+            raise InferenceError(f"inference: onnxruntime cannot quantize this model: {exc}") from exc
+        finally:
+            logging.root.removeFilter(_drop_preprocess_advice)
+        return dst.read_bytes()
+
+
+def quantize_static_qdq(model: bytes, calibration: Iterable[Mapping[str, np.ndarray]]) -> bytes:
+    """A static int8 QDQ variant of ``model``: per-channel int8 weights, uint8 activations.
+
+    Activation ranges come from running ``calibration`` (input feeds) through
+    the fp32 model with min-max calibration.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(calibration)
+
+        def get_next(self):
+            feed = next(self._feeds, None)
+            return None if feed is None else dict(feed)
+
+    return _quantize_to_bytes(model, lambda src, dst: quantize_static(
+        src, dst, _Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    ))
+
+
+def quantize_dynamic_int8(model: bytes) -> bytes:
+    """A dynamic int8 variant of ``model`` (int8 weights, activations quantized per run); for comparison."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    return _quantize_to_bytes(model, lambda src, dst: quantize_dynamic(src, dst, weight_type=QuantType.QInt8))

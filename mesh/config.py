@@ -74,13 +74,29 @@ class InferenceSettings(_Section):
     max_queue: int = Field(4, ge=0, le=10_000, description="requests queued here before offloading to a peer")
     queue_limit: int = Field(32, ge=1, le=100_000, description="requests queued here (own and peers') before refusing")
     workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
-    providers: list[str] = Field(default_factory=list, description="execution providers; empty = best available")
+    providers: list[str] = Field(
+        default_factory=list,
+        description="onnxruntime execution providers to use, best first (e.g. [CUDAExecutionProvider, "
+        "CPUExecutionProvider]); empty = the best this node offers, in the order TensorRT, CUDA, MIGraphX, "
+        "ROCm, OpenVINO, CoreML, DirectML, QNN, then CPU (inference/providers.py). Names are checked here; "
+        "one this node's onnxruntime lacks fails at start",
+    )
     shared_thread_pool: bool = Field(
         False,
         description="one onnxruntime pool for all sessions (faster for chains of partitions, but its "
         "threads spin between runs and onnxruntime cannot turn that off); default: a pool per session "
         "with spinning off, which leaves the CPU to libp2p and Raft between requests",
     )
+
+    @field_validator("providers")
+    @classmethod
+    def _check_providers(cls, value: list[str]) -> list[str]:
+        if value:
+            from inference.providers import KNOWN_PROVIDERS, unknown_providers  # lazy: pulls in onnxruntime
+
+            if unknown := unknown_providers(value):
+                raise ValueError(f"unknown execution providers {unknown}; known: {sorted(KNOWN_PROVIDERS)}")
+        return value
 
 
 class SyncSettings(_Section):

@@ -1224,6 +1224,7 @@ class Node:
             "duplicate_peers": sorted({peer for peer, _, _ in self._conflicts_reported}),
             "models": self.runtime.loaded(),
             "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue,
+                              providers=self.runtime.providers, thread_pool=self.runtime.thread_pool,
                               latency_ms=round(self.run_times.latency_ms, 3),
                               speed_ms=dict(self.run_times.speed_ms())),
             "adverts": dict(self.advert_stats),

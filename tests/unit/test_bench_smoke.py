@@ -89,3 +89,14 @@ def test_planner_bench_reports_chosen_beside_brute_force():
     for row in rows[:-1]:
         assert row["chosen/best"] >= 1.0 - 1e-9 and row["considered"] >= 2 and row["plan_us"] > 0
     assert rows[-1]["partitions"] >= 2 and rows[-1]["per_partition_ms"] > 0
+
+
+def test_quantize_bench_reports_int8_variants_beside_fp32():
+    from bench import quantize
+
+    rows = quantize.run(runs=1, repeats=1, drift_rows=4, models=["mobilenet_v2 width 0.5"])
+    assert [row["name"] for row in rows] == [f"mobilenet_v2 width 0.5: {v}" for v in ("fp32", "static QDQ int8", "dynamic int8")]
+    assert rows[0]["ms"] > 0
+    for row in rows[1:]:
+        assert row["fp32/variant"] > 0 and row["max_abs_diff"] >= 0 and 0 <= row["top1_agree"] <= 1
+        assert row["use"] in ("fp32", "int8")
