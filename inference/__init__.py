@@ -2,8 +2,8 @@
 
 The mesh layer uses exactly the names in ``__all__``: model specs and input
 checks (``spec``), the tensor and request codecs (``messages``), the
-onnxruntime wrapper (``runtime``), the offload decision (``offload``) and a
-generated demo model (``demo_model``).
+onnxruntime wrapper (``runtime``), the offload decision (``offload``), the
+result cache (``result_cache``) and a generated demo model (``demo_model``).
 """
 
 from inference.demo_model import build_demo_model
@@ -20,6 +20,7 @@ from inference.messages import (
     encode_tensors,
 )
 from inference.offload import PeerLoad, choose_target
+from inference.result_cache import ResultCache, result_key
 from inference.runtime import Runtime
 from inference.spec import read_model_spec, validate_inputs
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModelSpec",
     "Overloaded",
     "PeerLoad",
+    "ResultCache",
     "Runtime",
     "TensorSpec",
     "build_demo_model",
@@ -41,5 +43,6 @@ __all__ = [
     "decode_tensors",
     "encode_tensors",
     "read_model_spec",
+    "result_key",
     "validate_inputs",
 ]

@@ -150,6 +150,12 @@ class Runtime:
         with self._lock:
             return sorted(self._models)
 
+    def sha256(self, name: str) -> str | None:
+        """The sha256 of the model loaded as ``name`` (what ``run`` runs now), or None."""
+        with self._lock:
+            loaded = self._models.get(name)
+        return None if loaded is None else loaded.spec.sha256
+
     def load(self, name: str, path: Path, spec: ModelSpec) -> None:
         """Load ``path`` as ``name``; a no-op if the same content is already loaded.
 

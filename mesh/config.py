@@ -88,6 +88,15 @@ class InferenceSettings(_Section):
         "with spinning off, which leaves the CPU to libp2p and Raft between requests",
     )
 
+    result_cache_mb: float = Field(
+        64,
+        ge=0,
+        le=1_048_576,
+        description="MiB of model outputs kept for repeated requests (same model file, same input bytes, "
+        "dtypes and shapes), least recently used out first; a hit answers without running the model. "
+        "0 turns the cache off (e.g. for models that are not deterministic)",
+    )
+
     @field_validator("providers")
     @classmethod
     def _check_providers(cls, value: list[str]) -> list[str]:

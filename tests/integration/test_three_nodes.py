@@ -176,6 +176,12 @@ def test_model_add_copies_file_and_infer_offloads_with_identical_outputs(cluster
             assert doc["offloaded"] and doc["ran_on"] != c.peer_id
     assert results["alpha"].shape == (2, 10)
     assert np.array_equal(results["alpha"], results["gamma"])
+    # The same request again is answered from alpha's result cache, with the same outputs.
+    hits = a.client().get("/status")["inference"]["result_cache"]["hits"]
+    cli_json("infer", "classifier", "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "again.npz"), *d(a))
+    with np.load(tmp_path / "again.npz") as npz:
+        assert np.array_equal(npz["probs"], results["alpha"])
+    assert a.client().get("/status")["inference"]["result_cache"]["hits"] == hits + 1
     text = cli("infer", "classifier", "--input", str(tmp_path / "in.npz"), *d(b))
     assert "ran on beta" in text.stdout
 

@@ -74,3 +74,10 @@ def test_one_node_per_data_dir(tmp_path):
                 pass
     with DataDirLock(tmp_path):  # released on exit
         pass
+
+
+def test_result_cache_size_default_zero_and_bad_value(tmp_path) -> None:
+    assert Config.from_dict({"name": "n"}, data_dir=tmp_path).inference.result_cache_mb == 64
+    assert Config.from_dict({"name": "n", "inference": {"result_cache_mb": 0}}, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="inference.result_cache_mb"):
+        Config.from_dict({"name": "n", "inference": {"result_cache_mb": -1}}, data_dir=tmp_path)
