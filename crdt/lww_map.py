@@ -104,6 +104,11 @@ class LWWMap:
         """Entries whose key starts with ``prefix``, sorted by key (tombstones left out)."""
         return [e for key in sorted(self._entries) if key.startswith(prefix) and not (e := self._entries[key])[4]]
 
+    @property
+    def tombstone_count(self) -> int:
+        """How many stored entries are tombstones (kept as a count: no scan)."""
+        return self._tombstones
+
     def tombstones(self) -> list[Entry]:
         """The stored tombstones, sorted by key."""
         return sorted((e for e in self._entries.values() if e[4]), key=lambda e: e.key)

@@ -157,7 +157,7 @@ class SyncCore:
             if state is None:
                 return []
             sets.append(state.confirmed)
-        if not self._store._tombstones:
+        if not self._store.tombstone_count:
             return []
         gone = self._store.forget_tombstones(lambda dot: all(s.contains(dot.node, dot.counter) for s in sets))
         self._stats["tombstones_collected"] += len(gone)

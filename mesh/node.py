@@ -425,7 +425,6 @@ class Node:
             self._report_duplicate(desc, duplicate)
             if desc.instance == duplicate[1]:
                 self._refuse_twin(desc)
-        old = self.peers.get(desc.peer_id)
         if self.peers.heard(desc, trio.current_time()):
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)

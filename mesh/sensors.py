@@ -431,7 +431,7 @@ class SensorState:
 
     def statistics(self) -> dict:
         """Counters for status and metrics."""
-        return dict(self.stats, keys=len(self._map), tombstones=len(self._map.tombstones()),
+        return dict(self.stats, keys=len(self._map), tombstones=self._map.tombstone_count,
                     writer=self.writer, broken=self.broken, store=self._db.usage(),
                     core=self._core.statistics())
 
