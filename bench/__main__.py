@@ -20,6 +20,7 @@ SUITES = {
     "partition": "bench.partition",
     "quantize": "bench.quantize",
     "planner": "bench.planner",
+    "batching": "bench.batching",
     "offload": "bench.offload",
 }
 
