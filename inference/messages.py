@@ -35,6 +35,7 @@ WIRE_DTYPES = frozenset(
 MAX_TENSOR_BYTES = 16 * 1024 * 1024
 MAX_RANK = 32  # numpy allows 64; no model we carry comes close
 MAX_HOPS = 8  # an offloaded request may be passed on at most this many times
+MAX_PARTITIONS = 16  # partitions a served model is cut into, at most (inference/serving.py)
 # What a model may declare: the numpy-native ONNX element types ("object" is
 # ONNX STRING). bfloat16, float8 and int4 need ml_dtypes and are not supported.
 SPEC_DTYPES = WIRE_DTYPES | frozenset(["uint16", "uint32", "uint64", "complex64", "complex128", "object"])
@@ -274,12 +275,25 @@ class InferRequest:
     ``deadline_s`` is the time budget left when the request was sent, in
     seconds (monotonic clocks do not agree between machines, so it is relative);
     ``hops`` counts how often the request has been passed on already.
+
+    Added later as optional wire keys (an older sender omits them):
+    ``request_id`` names the request so a server that receives it twice (a
+    retry over a new connection) runs it once; ``start`` > 0 asks for the
+    model's partitions ``start..K-1`` only, fed the activation at boundary
+    ``start`` (split execution), and then ``cuts`` must be the signature of the
+    cut list the sender split at (``inference.serving.cut_signature``), so both
+    ends agree on what boundary ``start`` is; ``sha256`` is the model file the
+    sender means (a node with another version refuses rather than answer for it).
     """
 
     model: str
     inputs: Tensors = field(repr=False)
     deadline_s: float
     hops: int = 0
+    request_id: str = ""
+    start: int = 0
+    cuts: str = ""
+    sha256: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -297,34 +311,55 @@ class InferRequest:
             )
         if type(self.hops) is not int or not 0 <= self.hops <= MAX_HOPS:
             raise LocalProtocolError(f"inference: hops must be an int in [0, {MAX_HOPS}], got {self.hops!r}")
+        for name, limit in (("request_id", 64), ("cuts", 128), ("sha256", 64)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > limit:
+                raise LocalProtocolError(f"inference: {name} must be a str of at most {limit} chars, got {value!r}")
+        if type(self.start) is not int or not 0 <= self.start <= MAX_PARTITIONS:
+            raise LocalProtocolError(f"inference: start must be an int in [0, {MAX_PARTITIONS}], got {self.start!r}")
+        if self.start > 0 and not self.cuts:
+            raise LocalProtocolError("inference: a request for partitions from start > 0 must name its cuts")
 
     def to_wire(self) -> dict[str, Any]:
-        """A msgpack-able dict."""
-        return {
+        """A msgpack-able dict (the optional keys only when set)."""
+        wire: dict[str, Any] = {
             "model": self.model,
             "inputs": encode_tensors(self.inputs),
             "deadline_s": float(self.deadline_s),
             "hops": self.hops,
         }
+        for key, value in (("id", self.request_id), ("start", self.start), ("cuts", self.cuts),
+                           ("sha256", self.sha256)):
+            if value:
+                wire[key] = value
+        return wire
 
     @classmethod
     def from_wire(cls, obj: Any, max_bytes: int = MAX_TENSOR_BYTES) -> InferRequest:
         """Parse a peer's dict; RemoteProtocolError if malformed."""
-        fields = _exact_keys(obj, ("model", "inputs", "deadline_s", "hops"), "infer request")
+        fields = _keys(obj, ("model", "inputs", "deadline_s", "hops"), ("id", "start", "cuts", "sha256"),
+                       "infer request")
         inputs = decode_tensors(fields["inputs"], max_bytes)
         try:
-            return cls(fields["model"], inputs, fields["deadline_s"], fields["hops"])
+            return cls(fields["model"], inputs, fields["deadline_s"], fields["hops"],
+                       request_id=fields.get("id", ""), start=fields.get("start", 0),
+                       cuts=fields.get("cuts", ""), sha256=fields.get("sha256", ""))
         except LocalProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class InferReply:
-    """The outputs of a request, which node ran it and how long the run took."""
+    """The outputs of a request, which node ran it, how long the run took and how long it waited there first.
+
+    ``waited_ms`` (an optional wire key, added later) is the server's queue
+    wait: the caller subtracts both from its wall time to learn the link's cost.
+    """
 
     outputs: Tensors = field(repr=False)
     ran_on: str
     elapsed_ms: float
+    waited_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.outputs, dict):
@@ -340,6 +375,9 @@ class InferReply:
             raise LocalProtocolError(
                 f"inference: elapsed_ms must be a finite number >= 0, got {self.elapsed_ms!r}"
             )
+        w = self.waited_ms
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+            raise LocalProtocolError(f"inference: waited_ms must be a finite number >= 0, got {w!r}")
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-able dict."""
@@ -347,20 +385,36 @@ class InferReply:
             "outputs": encode_tensors(self.outputs),
             "ran_on": self.ran_on,
             "elapsed_ms": float(self.elapsed_ms),
+            "waited_ms": float(self.waited_ms),
         }
 
     @classmethod
     def from_wire(cls, obj: Any, max_bytes: int = MAX_TENSOR_BYTES) -> InferReply:
         """Parse a peer's dict; RemoteProtocolError if malformed."""
-        fields = _exact_keys(obj, ("outputs", "ran_on", "elapsed_ms"), "infer reply")
+        fields = _keys(obj, ("outputs", "ran_on", "elapsed_ms"), ("waited_ms",), "infer reply")
         outputs = decode_tensors(fields["outputs"], max_bytes)
         try:
-            return cls(outputs, fields["ran_on"], fields["elapsed_ms"])
+            return cls(outputs, fields["ran_on"], fields["elapsed_ms"], fields.get("waited_ms", 0.0))
         except LocalProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _keys(obj: Any, required: tuple[str, ...], optional: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``obj`` as a dict with every key of ``required`` and no key outside ``required + optional``."""
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"inference: {what} must be a map, got {type(obj).__name__}")
+    missing = [k for k in required if k not in obj]
+    extra = sorted(repr(k) for k in obj if k not in required and k not in optional)
+    if missing or extra:
+        shown = ", ".join(extra[:10]) + (", ..." if len(extra) > 10 else "")
+        raise RemoteProtocolError(
+            f"inference: {what} must have keys {sorted(required)} (optional {sorted(optional)}); "
+            f"missing {missing}, unknown [{shown}]"
+        )
+    return obj
 
 
 def _exact_keys(obj: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -373,3 +427,67 @@ def _exact_keys(obj: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
         raise RemoteProtocolError(f"inference: {what} must have keys {sorted(keys)}, got [{shown}]")
     return obj
 
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartProfile:
+    """A node's measured figures for one model cut into ``len(compute_ms)`` partitions (carried in adverts).
+
+    ``cuts`` is the cut-list signature (``inference.serving.cut_signature``):
+    two nodes' figures describe the same partitions only when it matches.
+    ``compute_ms`` per partition, ``memory_bytes`` per partition (its weights),
+    ``boundary_bytes`` per boundary (input, each cut, output; fp32 bytes for
+    one item).
+    """
+
+    cuts: str
+    compute_ms: tuple[float, ...]
+    memory_bytes: tuple[int, ...]
+    boundary_bytes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cuts, str) or not 0 < len(self.cuts) <= 128:
+            raise LocalProtocolError(f"inference: profile cuts must be a signature of 1..128 chars, got {self.cuts!r}")
+        k = len(self.compute_ms) if isinstance(self.compute_ms, tuple) else -1
+        if not 1 <= k <= MAX_PARTITIONS or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 86_400_000
+            for x in self.compute_ms
+        ):
+            raise LocalProtocolError(
+                f"inference: profile compute_ms must be 1..{MAX_PARTITIONS} finite ms >= 0, got {self.compute_ms!r}"
+            )
+        for name, want in (("memory_bytes", k), ("boundary_bytes", k + 1)):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and len(value) == want
+                    and all(type(x) is int and 0 <= x < 2**48 for x in value)):
+                raise LocalProtocolError(f"inference: profile {name} must be {want} ints >= 0, got {value!r}")
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions were measured."""
+        return len(self.compute_ms)
+
+    @property
+    def whole_ms(self) -> float:
+        """The whole model's compute time (the sum of its partitions')."""
+        return math.fsum(self.compute_ms)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A msgpack-able dict."""
+        return {"cuts": self.cuts, "ms": list(self.compute_ms), "mem": list(self.memory_bytes),
+                "bytes": list(self.boundary_bytes)}
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> PartProfile:
+        """Parse a peer's dict; RemoteProtocolError if malformed."""
+        fields = _exact_keys(obj, ("cuts", "ms", "mem", "bytes"), "part profile")
+        if not all(isinstance(fields[k], list) for k in ("ms", "mem", "bytes")):
+            raise RemoteProtocolError("inference: part profile ms, mem and bytes must be lists")
+        try:
+            return cls(cuts=fields["cuts"], compute_ms=tuple(float(x) if type(x) is int else x for x in fields["ms"]),
+                       memory_bytes=tuple(fields["mem"]), boundary_bytes=tuple(fields["bytes"]))
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(str(exc)) from None

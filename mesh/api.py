@@ -308,13 +308,22 @@ def build_app(node: "Node") -> Starlette:
             raise MeshError("api: infer body must be a map")
         model = _field(body, "model")
         inputs = decode_tensors(body.get("inputs"), max_bytes=MAX_BODY)
-        result = await node.infer(model, inputs, timeout=float(body.get("timeout", 30.0)))
+        threshold = body.get("exit_threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0 <= threshold <= 1):
+            raise MeshError(f"api: exit_threshold must be a number in [0, 1], got {threshold!r}")
+        result = await node.infer(model, inputs, timeout=float(body.get("timeout", 30.0)), exit_threshold=threshold)
         reply = {
             "outputs": encode_tensors(result.outputs),
             "ran_on": result.ran_on,
             "ran_on_name": result.ran_on_name,
             "elapsed_ms": result.elapsed_ms,
             "offloaded": result.offloaded,
+            "route": result.route,
+            "degraded": result.degraded,
+            "early_exit": result.early_exit,
+            "attempts": result.attempts,
+            "failed_peers": list(result.failed_peers),
         }
         return Response(pack(reply), media_type="application/msgpack")
 

@@ -717,9 +717,13 @@ def model_list(data_dir: Path, as_json: bool) -> None:
 @click.option("--output", "output_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the outputs to this .npz file.")
 @click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--exit-threshold", type=click.FloatRange(0, 1), default=None,
+              help="For a model with an early-exit head: answer from the head when its confidence is above "
+              "this (default: the node's inference.exit_threshold).")
 @data_dir_option
 @reports_errors
-def infer(name: str, input_file: Path, output_file: Path | None, timeout: float, data_dir: Path, as_json: bool) -> None:
+def infer(name: str, input_file: Path, output_file: Path | None, timeout: float, exit_threshold: float | None,
+          data_dir: Path, as_json: bool) -> None:
     """Run model NAME here or on a peer with spare capacity."""
     import numpy as np
 
@@ -730,20 +734,26 @@ def infer(name: str, input_file: Path, output_file: Path | None, timeout: float,
             inputs = {k: npz[k] for k in npz.files}
     except Exception as exc:
         raise MeshError(f"infer: {input_file} is not a readable .npz file ({exc})") from exc
-    reply = client_for(data_dir).post_msgpack("/infer", {"model": name, "inputs": encode_tensors(inputs),
-                                                         "timeout": timeout})
+    body = {"model": name, "inputs": encode_tensors(inputs), "timeout": timeout}
+    if exit_threshold is not None:
+        body["exit_threshold"] = exit_threshold
+    reply = client_for(data_dir).post_msgpack("/infer", body)
     outputs = decode_tensors(reply["outputs"])
     if output_file:
         np.savez(output_file, **outputs)
     doc = {
         "model": name, "ran_on": reply["ran_on"], "ran_on_name": reply["ran_on_name"],
         "offloaded": reply["offloaded"], "elapsed_ms": round(reply["elapsed_ms"], 3),
+        "route": reply.get("route", "local"), "degraded": reply.get("degraded", False),
+        "early_exit": reply.get("early_exit", False), "attempts": reply.get("attempts", 1),
         "outputs": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in outputs.items()},
         "output_file": str(output_file) if output_file else None,
     }
 
     def render(d: dict) -> str:
-        where = f"{d['ran_on_name']} ({'offloaded' if d['offloaded'] else 'local'})"
+        where = f"{d['ran_on_name']} ({d['route']}{', DEGRADED' if d['degraded'] else ''})"
+        if d["attempts"] > 1:
+            where += f" after {d['attempts']} attempts"
         shapes = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in d["outputs"].items())
         return f"ran on {where} in {d['elapsed_ms']:.2f} ms: {shapes}"
 

@@ -71,9 +71,28 @@ class RaftSettings(_Section):
 class InferenceSettings(_Section):
     """Local inference settings."""
 
-    max_queue: int = Field(4, ge=0, le=10_000, description="requests queued here before offloading to a peer")
+    max_queue: int = Field(
+        4, ge=0, le=10_000,
+        description="requests queued here while peers may still send more (advertised: a peer's planner counts "
+        "this node as having room below it); 0 = no room for peers, and this node sends its own requests to a "
+        "peer whenever one has room (as offload: prefer)",
+    )
     queue_limit: int = Field(32, ge=1, le=100_000, description="requests queued here (own and peers') before refusing")
     workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
+    offload: Literal["auto", "off", "prefer"] = Field(
+        "auto",
+        description="where requests made here run: auto = wherever the planner predicts the earliest answer "
+        "(here, whole on a peer, or this node's partitions then a peer's), from measured compute, queues and "
+        "links; off = always here (peers' requests are still served); prefer = on the best peer with room "
+        "whenever there is one (a battery-powered node, say), here otherwise",
+    )
+    exit_threshold: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="for a model with an early-exit head: answer here from the head when its top probability "
+        "is above this (1 = never exit early, 0 = always); otherwise the features go on to the upper part",
+    )
     providers: list[str] = Field(
         default_factory=list,
         description="onnxruntime execution providers to use, best first (e.g. [CUDAExecutionProvider, "

@@ -98,9 +98,10 @@ class BackgroundNode:
 
         return trio.from_thread.run(run, trio_token=self._token)
 
-    def infer(self, model: str, inputs: dict[str, np.ndarray], timeout: float = 30.0):
-        """Run a model (here or on a peer); returns an ``InferResult``."""
-        return self._call(lambda node: node.infer(model, inputs, timeout=timeout))
+    def infer(self, model: str, inputs: dict[str, np.ndarray], timeout: float = 30.0,
+              exit_threshold: float | None = None):
+        """Run a model (here, on a peer or split); returns an ``InferResult``."""
+        return self._call(lambda node: node.infer(model, inputs, timeout=timeout, exit_threshold=exit_threshold))
 
     def status(self) -> dict:
         """The node's status document."""

@@ -32,7 +32,6 @@ import os
 import random
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -49,16 +48,7 @@ from consensus import (
     encode_command,
 )
 from crdt.errors import MeshError, RemoteProtocolError
-from inference import (
-    Overloaded,
-    ResultCache,
-    Runtime,
-    choose_target,
-    decode_tensors,
-    encode_tensors,
-    result_key,
-    validate_inputs,
-)
+from inference import Runtime
 
 from .admission import Admission
 from .api import serve_api as serve_api_task
@@ -70,8 +60,9 @@ from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
 from .membership_driver import METHOD as SWIM_METHOD
 from .membership_driver import MembershipDriver
-from .models import ModelFiles, record_spec
-from .peers import Descriptor, Load, PeerTable, RunTimes
+from .inference_service import InferenceService, InferResult
+from .models import ModelFiles
+from .peers import Descriptor, Load, PeerTable
 from .raft_keys import KeySet, RaftKeyRing
 from .redial import Redialer
 from .rpc import RemoteError, RpcPlane
@@ -106,17 +97,6 @@ PROMOTE_TIMEOUT = 10.0  # seconds a candidate has to start Raft when the leader 
 def raft_password(psk_hex: str) -> str:
     """pysyncobj's shared secret, derived from the mesh key (never the key itself)."""
     return hashlib.sha256(b"meshnode/raft/1:" + bytes.fromhex(psk_hex)).hexdigest()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InferResult:
-    """What ``Node.infer`` returns."""
-
-    outputs: dict[str, np.ndarray]
-    ran_on: str
-    ran_on_name: str
-    elapsed_ms: float
-    offloaded: bool
 
 
 class Node:
@@ -160,10 +140,6 @@ class Node:
         self.raft_addr = f"{config.listen_host}:{config.raft.port}" if config.raft.port else ""
         self._raft_dir = self.data_dir / "raft"
         self.raft_keys = RaftKeyRing(self, raft_password(self._psk))  # rotated on revokes (mesh/raft_keys.py)
-        self._workers = trio.CapacityLimiter(config.inference.workers)
-        self.results = ResultCache(int(config.inference.result_cache_mb * 1024 * 1024))  # repeated requests
-        self._queue = 0
-        self.run_times = RunTimes()  # measured speed per model and recent latency, for our adverts
         self.advert_stats = {"received": 0, "refused": 0}
         self._join_lock = trio.Lock()
         self._dialing: set[str] = set()
@@ -179,8 +155,8 @@ class Node:
         self.started_at = time.time()
         self.api_addr = ""
         self.link_port = 0  # direct-link port (0: links off); see mesh/link.py
-        self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_served_for_peers": 0}
         self.models = ModelFiles(self)
+        self.inference = InferenceService(self)  # requests, serving peers, partition profiles
         self.admission = Admission(self)
         self.state.admits = self.admission.admits  # a revoked peer no longer holds tombstones back
         # Each peer's view from its last advert: (when, the peers it has alive). Sensor sync skips
@@ -224,6 +200,7 @@ class Node:
                             nursery.start_soon(node.host.run_mdns, node._on_sighting)
                         nursery.start_soon(node._advert_loop)
                         nursery.start_soon(node.models.run)
+                        nursery.start_soon(node.inference.run)
                         if serve_api:
                             node.api_addr = await nursery.start(serve_api_task, node)
                         log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
@@ -488,11 +465,8 @@ class Node:
             await trio.sleep(0.05)  # coalesce bursts of changes into one advert
 
     def _load(self) -> Load:
-        """Our soft state for adverts: queue, recent latency and measured speed per loaded model."""
-        loaded = self.runtime.loaded()
-        self.run_times.forget(set(loaded))
-        return Load(queue=self._queue, max_queue=self.settings.inference.max_queue, models=tuple(loaded),
-                    latency_ms=round(self.run_times.latency_ms, 3), speed_ms=self.run_times.speed_ms())
+        """Our soft state for adverts: queue, recent latency, measured speed and partition figures per model."""
+        return Load(max_queue=self.settings.inference.max_queue, **self.inference.load_figures())
 
     async def _send_advert(self, peer: str, body: dict) -> None:
         try:
@@ -1127,90 +1101,14 @@ class Node:
 
     # -- inference -------------------------------------------------------------------
 
-    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 30.0) -> InferResult:
-        """Run ``model`` here or on a peer with spare capacity; outputs are the same."""
-        models = await self.cluster_models()
-        record = models.get(model)
-        if record is None:
-            raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
-        validate_inputs(record_spec(record), inputs)
-        now = trio.current_time()
-        candidates = self.peers.offload_candidates(model, now)  # expired adverts are left out
-        local_ready = self.runtime.has(model)
-        try:
-            target = choose_target(
-                self._queue if local_ready else self.settings.inference.max_queue,
-                self.settings.inference.max_queue,
-                candidates,
-            )
-        except Overloaded:
-            target = None  # no peer has room either: queue here while under the hard limit
-        if target is None and not local_ready:
-            target = next((c.peer for c in candidates if c.has_model), None)
-        if target is not None:
-            try:
-                return await self._offload(target, model, inputs, timeout)
-            except MeshError as exc:
-                log.warning("infer: offload to %s failed (%s); running here", target, exc)
-        if not local_ready:
-            raise MeshError(f"inference: model {model!r} is not loaded here yet and no peer can run it")
-        return await self._run_local(model, inputs, offloaded=False)
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 30.0,
+                    exit_threshold: float | None = None) -> InferResult:
+        """Run ``model`` where it completes earliest: here, on a peer, or split (``mesh/inference_service.py``)."""
+        return await self.inference.infer(model, inputs, timeout=timeout, exit_threshold=exit_threshold)
 
-    async def _run_local(self, model: str, inputs: dict[str, np.ndarray], *, offloaded: bool) -> InferResult:
-        # Keyed by the sha256 of the model loaded now, so a re-registered model misses.
-        sha = self.runtime.sha256(model) if self.results.enabled else None
-        key = result_key(sha, inputs) if sha is not None else None
-        if key is not None and (cached := self.results.get(key)) is not None:
-            return InferResult(outputs=cached, ran_on=self.peer_id, ran_on_name=self.settings.name,
-                               elapsed_ms=0.0, offloaded=offloaded)
-        limit = self.settings.inference.queue_limit
-        if self._queue >= limit:
-            raise Overloaded(
-                f"inference: {self.settings.name} already has {self._queue} requests queued (queue_limit {limit}); "
-                "retry later or add capacity"
-            )
-        self._queue += 1
-        queued = time.perf_counter()
-        try:
-            async with self._workers:
-                started = time.perf_counter()
-                outputs = await trio.to_thread.run_sync(self.runtime.run, model, inputs)
-                elapsed = (time.perf_counter() - started) * 1000
-        finally:
-            self._queue -= 1
-        self.run_times.record(model, elapsed, (time.perf_counter() - queued) * 1000)
-        self.stats["infer_local"] += 1
-        if key is not None and self.runtime.sha256(model) == sha:  # not reloaded while it ran
-            self.results.put(key, outputs)
-        return InferResult(outputs=outputs, ran_on=self.peer_id, ran_on_name=self.settings.name,
-                           elapsed_ms=elapsed, offloaded=offloaded)
-
-    async def _offload(self, peer: str, model: str, inputs: dict[str, np.ndarray], timeout: float) -> InferResult:
-        body = {"model": model, "inputs": encode_tensors(inputs)}
-        reply = await self.rpc.call(peer, "infer", body, timeout=timeout)
-        if not isinstance(reply, dict):
-            raise RemoteProtocolError("mesh: infer reply must be a map")
-        outputs = decode_tensors(reply.get("outputs"), max_bytes=MAX_TENSOR_BYTES)
-        rec = self.peers.get(peer)
-        self.stats["infer_offloaded"] += 1
-        return InferResult(
-            outputs=outputs,
-            ran_on=peer,
-            ran_on_name=rec.descriptor.name if rec else peer,
-            elapsed_ms=float(reply.get("elapsed_ms", 0.0)),
-            offloaded=True,
-        )
-
-    async def _on_infer(self, peer: str, body: Any) -> dict:
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            raise RemoteProtocolError("mesh: infer needs a model name")
-        model = body["model"]
-        inputs = decode_tensors(body.get("inputs"), max_bytes=MAX_TENSOR_BYTES)
-        if not self.runtime.has(model):
-            raise MeshError(f"inference: model {model!r} is not loaded on {self.settings.name}")
-        result = await self._run_local(model, inputs, offloaded=True)
-        self.stats["infer_served_for_peers"] += 1
-        return {"outputs": encode_tensors(result.outputs), "elapsed_ms": result.elapsed_ms}
+    def advert_changed(self) -> None:
+        """Send our advert now rather than at the next tick (our figures changed)."""
+        self._advert_now.set()
 
     # -- reporting -------------------------------------------------------------------
 
@@ -1233,11 +1131,7 @@ class Node:
             "identity_conflict": self.identity_conflict,
             "duplicate_peers": sorted({peer for peer, _, _ in self._conflicts_reported}),
             "models": self.runtime.loaded(),
-            "inference": dict(self.stats, queue=self._queue, max_queue=cfg.inference.max_queue,
-                              providers=self.runtime.providers, thread_pool=self.runtime.thread_pool,
-                              latency_ms=round(self.run_times.latency_ms, 3),
-                              speed_ms=dict(self.run_times.speed_ms()),
-                              result_cache=self.results.statistics()),
+            "inference": self.inference.statistics(),
             "adverts": dict(self.advert_stats),
             "rpc": self.rpc.statistics(),
             "membership": self.membership.statistics(),
@@ -1288,7 +1182,7 @@ class Node:
         route("raft.key", self.raft_keys.on_raft_key)
         route("raft.keys", self.raft_keys.on_raft_keys)
         route("model.fetch", self.models.on_fetch)
-        route("infer", self._on_infer)
+        route("infer", self.inference.on_infer)
         route_note("advert", self._on_advert)
         route_note("bye", self._on_bye)
         route_note("identity.conflict", self._on_identity_conflict)

@@ -35,6 +35,7 @@ from typing import Any
 
 from crdt.errors import RemoteProtocolError
 from inference import PeerLoad
+from inference.messages import PartProfile
 
 from .config import TIERS
 
@@ -142,15 +143,21 @@ class Load:
     models: tuple[str, ...] = ()
     latency_ms: float = 0.0  # recent request latency here (queue wait + run), EWMA; 0 = not measured
     speed_ms: tuple[tuple[str, float], ...] = ()  # (model, EWMA run time) sorted by model; measured here
+    profiles: tuple[tuple[str, PartProfile], ...] = ()  # (model, per-partition figures) sorted by model
 
     def speed(self, model: str) -> float | None:
         """Measured run time of ``model`` in ms, or None when not measured."""
         return dict(self.speed_ms).get(model)
 
+    def profile(self, model: str) -> PartProfile | None:
+        """The peer's measured partition figures for ``model``, or None."""
+        return dict(self.profiles).get(model)
+
     def to_wire(self) -> dict:
         """Plain dict for msgpack."""
         return {"queue": self.queue, "max_queue": self.max_queue, "models": list(self.models),
-                "latency_ms": self.latency_ms, "speed_ms": dict(self.speed_ms)}
+                "latency_ms": self.latency_ms, "speed_ms": dict(self.speed_ms),
+                "profiles": {m: p.to_wire() for m, p in self.profiles}}
 
     @classmethod
     def from_wire(cls, obj: Any) -> Load:
@@ -171,12 +178,19 @@ class Load:
             raise RemoteProtocolError(
                 f"mesh: advert speed_ms must map at most {MAX_ADVERT_MODELS} model names to ms"
             )
+        profiles = obj.get("profiles", {})
+        if not (isinstance(profiles, dict) and len(profiles) <= MAX_ADVERT_MODELS
+                and all(isinstance(m, str) and 0 < len(m) <= MAX_MODEL_NAME for m in profiles)):
+            raise RemoteProtocolError(
+                f"mesh: advert profiles must map at most {MAX_ADVERT_MODELS} model names to part profiles"
+            )
         return cls(
             queue=queue,
             max_queue=max_queue,
             models=tuple(models),
             latency_ms=_ms(obj.get("latency_ms", 0.0), "latency_ms"),
             speed_ms=tuple(sorted((m, _ms(v, f"speed_ms[{m!r}]")) for m, v in speed.items())),
+            profiles=tuple(sorted((m, PartProfile.from_wire(v)) for m, v in profiles.items())),
         )
 
 

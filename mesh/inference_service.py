@@ -1,0 +1,448 @@
+"""``node.inference``: the driver of a request's attempts, the serving side, and what adverts say about models.
+
+The decisions are pure and live in ``inference/router.py`` (its module doc has
+the request's states and transitions); this module does the I/O around them:
+
+* **Requests** (``infer``). One request has one deadline and a fresh id. Each
+  attempt asks the router where to run, given this node's profile and queue
+  and each live peer's advertised profile and queue (raised by what we sent it
+  since its advert). A peer attempt has a bounded time (the router's stall
+  bound); a peer that fails, refuses or stalls is excluded and the request is
+  routed again — another peer, or here — while the deadline lasts. A split
+  request keeps the activation it computed, so a retry does not redo the
+  prefix. The first answer is the answer: an abandoned attempt's late reply is
+  dropped with the RPC call that was cancelled, so no request is answered twice.
+* **Early exit.** For a model with an exit head (``inference/early_exit.py``),
+  the device part always runs here first; when the head is confident the answer
+  is given here and the features never leave the node; otherwise the upper part
+  runs where the router says (the split at the head's cut, or here).
+* **Degraded answers.** When no peer can take a request and it cannot run here
+  in full (or a full run here would miss the deadline), a model with an exit
+  head answers from the head whatever its confidence, flagged ``degraded``.
+* **Serving** (``on_infer``). A peer's request carries its id; the same id
+  from the same peer while the first run is going or recently finished gets
+  that run's answer, so a retried send runs the model once. A split request
+  must name the same cut signature this node cut the model at.
+* **Profiles.** Once a model is loaded, a worker thread cuts it
+  (``inference/serving.py``), loads the parts and measures them; the figures go
+  into our adverts, so peers plan with this node's measured speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import trio
+
+from crdt.errors import MeshError, RemoteProtocolError
+from inference import MAX_TENSOR_BYTES, Overloaded, ResultCache, Runtime, result_key, validate_inputs
+from inference.early_exit import ANSWER, EXIT_OUTPUT, decide
+from inference.errors import InferenceError
+from inference.messages import InferReply, InferRequest
+from inference.router import DEGRADED, LOCAL, REFUSE, REMOTE, SPLIT, Here, Peer, Route, route
+from inference.serving import ServedModel, prepare, run_range
+
+from .models import record_spec
+from .peers import RunTimes
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("meshnode.inference")
+
+MAX_ATTEMPTS = 6  # attempts per request (peers excluded one by one, then here)
+RECENT_ANSWERS = 256  # answers kept per node for retried requests (by peer and id)
+LINK_ALPHA = 0.2  # EWMA weight of the newest link-overhead sample
+PREPARE_EVERY = 0.5  # seconds between looks for loaded models not yet cut and measured
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferResult:
+    """What ``Node.infer`` returns: the outputs and where and how they were made."""
+
+    outputs: dict[str, np.ndarray]
+    ran_on: str
+    ran_on_name: str
+    elapsed_ms: float
+    offloaded: bool
+    route: str = LOCAL  # local, remote, split, degraded or early_exit
+    degraded: bool = False  # a smaller answer than the model's (an exit head's), given because nothing better could run
+    early_exit: bool = False  # answered by the exit head here because it was confident
+    attempts: int = 1
+    failed_peers: tuple[str, ...] = field(default=())
+
+
+class InferenceService:
+    """Runs requests here, on peers or split; serves peers' requests; measures loaded models."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        cfg = node.settings.inference
+        self.settings = cfg
+        self.runtime: Runtime = node.runtime
+        self.parts = Runtime(providers=cfg.providers or None, shared_thread_pool=cfg.shared_thread_pool)
+        self.served: dict[str, ServedModel] = {}
+        self._prepare_failed: dict[str, str] = {}  # sha256 -> why it could not be cut/measured
+        self.workers = trio.CapacityLimiter(cfg.workers)
+        self.results = ResultCache(int(cfg.result_cache_mb * 1024 * 1024))
+        self.queue = 0
+        self.run_times = RunTimes()
+        self._sent: dict[str, int] = {}  # peer -> our attempts in flight there
+        self._link_ms: dict[str, float] = {}  # peer -> EWMA of round trip + transfer, measured on our calls
+        self._serving: dict[tuple[str, str], trio.Event] = {}
+        self._answers: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_split": 0, "infer_served_for_peers": 0,
+                      "early_exits": 0, "degraded": 0, "retries": 0, "refused": 0, "duplicates_joined": 0}
+
+    # -- profiles ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Cut and measure each model once it is loaded (and again when its file changes)."""
+        while True:
+            for name in self.runtime.loaded():
+                sha = self.runtime.sha256(name)
+                served = self.served.get(name)
+                if sha is None or (served is not None and served.sha256 == sha) or sha in self._prepare_failed:
+                    continue
+                await self._prepare(name, sha)
+            for name in [n for n in self.served if not self.runtime.has(n)]:
+                del self.served[name]
+            await trio.sleep(PREPARE_EVERY)
+
+    async def _prepare(self, name: str, sha: str) -> None:
+        path = self._node.models.path(sha)
+
+        def work() -> ServedModel:
+            data = path.read_bytes()
+            from inference.spec import model_spec_from_bytes
+
+            return prepare(self.runtime, self.parts, name, data, model_spec_from_bytes(data, origin=str(path)))
+
+        try:
+            async with self.workers:  # measured alone, not beside a request
+                served = await trio.to_thread.run_sync(work)
+        except (OSError, InferenceError) as exc:
+            self._prepare_failed[sha] = str(exc)
+            log.warning("inference: %s is served whole, unmeasured: %s", name, exc)
+            return
+        self.served[name] = served
+        log.info("inference: %s cut into %d partition(s), %s ms", name, served.partitions,
+                 "/".join(f"{x:.2f}" for x in served.profile.compute_ms))
+        self._node.advert_changed()
+
+    def load_figures(self) -> dict[str, Any]:
+        """What our adverts say about inference: queue, loaded models, speeds and profiles."""
+        loaded = self.runtime.loaded()
+        self.run_times.forget(set(loaded))
+        return {
+            "queue": self.queue, "models": tuple(loaded), "latency_ms": round(self.run_times.latency_ms, 3),
+            "speed_ms": self.run_times.speed_ms(),
+            "profiles": tuple(sorted((n, s.profile) for n, s in self.served.items() if n in loaded)),
+        }
+
+    # -- requests ------------------------------------------------------------------
+
+    async def infer(self, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 30.0,
+                    exit_threshold: float | None = None) -> InferResult:
+        """Answer one request here, on a peer or split, within ``timeout`` seconds (see the module doc)."""
+        node = self._node
+        models = await node.cluster_models()
+        record = models.get(model)
+        if record is None:
+            raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
+        validate_inputs(record_spec(record), inputs)
+        if not (timeout > 0):
+            raise MeshError(f"inference: timeout must be > 0 seconds, got {timeout!r}")
+        threshold = self.settings.exit_threshold if exit_threshold is None else exit_threshold
+        deadline = trio.current_time() + timeout
+        request_id = os.urandom(8).hex()
+        served = self.served.get(model) if self.runtime.sha256(model) == record.sha256 else None
+        with trio.move_on_after(timeout) as scope:
+            return await self._attempts(model, record.sha256, inputs, served, threshold, deadline, request_id)
+        assert scope.cancelled_caught
+        self.stats["refused"] += 1
+        raise MeshError(f"inference: {model!r} got no answer within its {timeout:g} s deadline; "
+                        "the mesh is overloaded or the peers that had it stalled")
+
+    async def _attempts(self, model: str, sha: str, inputs: dict[str, np.ndarray], served: ServedModel | None,
+                        threshold: float, deadline: float, request_id: str) -> InferResult:
+        start, feeds, made = 0, inputs, {}
+        if served is not None and served.early_exit:
+            # The device part runs here first: a confident head answers and the features stay here.
+            front = await self._run_parts(served, inputs, 0, 1)
+            probs = front[EXIT_OUTPUT]
+            if decide(probs, threshold) == ANSWER:
+                self.stats["early_exits"] += 1
+                return self._answer({EXIT_OUTPUT: probs}, route="early_exit", early_exit=True)
+            start, made = 1, {EXIT_OUTPUT: probs}
+            feeds = {n: front[n] for n in served.part_inputs[1]}
+        excluded: list[str] = []
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            remaining = deadline - trio.current_time()
+            choice = self._route(model, served, start, excluded, remaining)
+            if choice.kind == REFUSE:
+                self.stats["refused"] += 1
+                raise Overloaded(f"inference: cannot run {model!r}: {choice.reason}")
+            if choice.kind == DEGRADED:
+                return await self._degraded(model, served, inputs, made, attempt, excluded)
+            if choice.kind == LOCAL:
+                if start == 0:
+                    result = await self._run_local(model, inputs, offloaded=False)
+                    return _with(result, attempts=attempt, failed_peers=tuple(excluded))
+                outputs = await self._run_parts(served, feeds, start, served.partitions)
+                self.stats["infer_local"] += 1
+                return self._answer({**made, **outputs}, route=LOCAL, attempts=attempt, failed=excluded)
+            peer = choice.peer
+            assert peer is not None
+            cut = start
+            body_inputs = feeds
+            if choice.kind == SPLIT and start == 0:
+                body_inputs = await self._run_parts(served, inputs, 0, choice.cut)
+                made = {n: v for n, v in body_inputs.items() if n in served.output_names}
+                body_inputs = {n: v for n, v in body_inputs.items() if n in served.part_inputs[choice.cut]}
+                start, feeds, cut = choice.cut, body_inputs, choice.cut
+            try:
+                outputs, ran_on = await self._call(peer, InferRequest(
+                    model=model, inputs=body_inputs, deadline_s=max(0.001, deadline - trio.current_time()),
+                    request_id=request_id, start=cut, cuts=served.signature if cut and served else "",
+                    sha256=sha,
+                ), choice.attempt_s)
+            except (MeshError, InferenceError) as exc:
+                excluded.append(peer)
+                self.stats["retries"] += 1
+                log.info("inference: %s on %s failed (%s); routing again", model, peer[-8:], exc)
+                continue
+            if cut:
+                self.stats["infer_split"] += 1
+                return self._answer({**made, **outputs}, ran_on=ran_on, route=SPLIT, attempts=attempt,
+                                    failed=excluded)
+            self.stats["infer_offloaded"] += 1
+            return self._answer(outputs, ran_on=ran_on, route=REMOTE, attempts=attempt, failed=excluded)
+        self.stats["refused"] += 1
+        raise Overloaded(f"inference: {model!r} failed on {len(excluded)} peers ({', '.join(p[-8:] for p in excluded)}) "
+                         "and could not run here")
+
+    def _route(self, model: str, served: ServedModel | None, start: int, excluded: list[str],
+               remaining: float) -> Route:
+        node = self._node
+        now = trio.current_time()
+        peers = []
+        for rec, load in node.peers.loads(now):
+            pid = rec.descriptor.peer_id
+            if model not in load.models or not node.admission.admits(pid):
+                continue
+            theirs = load.profile(model)
+            if start and (served is None or theirs is None or theirs.cuts != served.signature):
+                continue  # only a peer that cuts as we do can take the rest of a split
+            peers.append(Peer(peer=pid, queue=max(load.queue, self._sent.get(pid, 0)), max_queue=load.max_queue,
+                              profile=theirs, whole_ms=load.speed(model),
+                              rtt_ms=self._link_ms.get(pid, 3.0)))
+        mine = served.profile if served is not None else None
+        if start and mine is not None:
+            mine = _suffix(mine, start)
+            peers = [Peer(peer=p.peer, queue=p.queue, max_queue=p.max_queue, profile=_suffix(p.profile, start),
+                          rtt_ms=p.rtt_ms) for p in peers]
+        if mine is None and self.runtime.has(model):
+            mine = _unmeasured(self.run_times.speed_ms(), model)
+        here = Here(profile=mine if self.runtime.has(model) else None, queue=self.queue,
+                    limit=self.settings.queue_limit, degraded=served is not None and served.early_exit)
+        # max_queue 0 (no room here for anyone) sends our own requests away too, as "prefer".
+        mode = "prefer" if self.settings.max_queue == 0 and self.settings.offload == "auto" else self.settings.offload
+        choice = route(here=here, peers=peers, excluded=excluded, remaining_s=remaining, offload=mode)
+        if choice.kind == SPLIT and start:
+            choice = Route(kind=SPLIT, peer=choice.peer, cut=start + choice.cut, predicted_ms=choice.predicted_ms,
+                           attempt_s=choice.attempt_s)
+            if choice.cut != start:  # a later cut than where we are: simplest is to send from here
+                choice = Route(kind=SPLIT, peer=choice.peer, cut=start, predicted_ms=choice.predicted_ms,
+                               attempt_s=choice.attempt_s)
+        elif choice.kind == REMOTE and start:
+            choice = Route(kind=SPLIT, peer=choice.peer, cut=start, predicted_ms=choice.predicted_ms,
+                           attempt_s=choice.attempt_s)
+        return choice
+
+    async def _call(self, peer: str, request: InferRequest, attempt_s: float) -> tuple[dict[str, np.ndarray], str]:
+        self._sent[peer] = self._sent.get(peer, 0) + 1
+        started = trio.current_time()
+        try:
+            reply = await self._node.rpc.call(peer, "infer", request.to_wire(), timeout=max(0.05, attempt_s))
+        finally:
+            self._sent[peer] -= 1
+            if not self._sent[peer]:
+                del self._sent[peer]
+        answer = InferReply.from_wire(reply, max_bytes=MAX_TENSOR_BYTES)
+        link = max(0.0, (trio.current_time() - started) * 1000 - answer.elapsed_ms - answer.waited_ms)
+        old = self._link_ms.get(peer)
+        self._link_ms[peer] = link if old is None else old + LINK_ALPHA * (link - old)
+        return dict(answer.outputs), answer.ran_on
+
+    def _answer(self, outputs: dict[str, np.ndarray], *, ran_on: str | None = None, route: str = LOCAL,
+                attempts: int = 1, failed: list[str] = (), early_exit: bool = False,
+                degraded: bool = False, elapsed_ms: float = 0.0) -> InferResult:
+        node = self._node
+        ran_on = ran_on or node.peer_id
+        rec = node.peers.get(ran_on)
+        name = node.settings.name if ran_on == node.peer_id else (rec.descriptor.name if rec else ran_on)
+        return InferResult(outputs=outputs, ran_on=ran_on, ran_on_name=name, elapsed_ms=elapsed_ms,
+                           offloaded=ran_on != node.peer_id, route=route, degraded=degraded,
+                           early_exit=early_exit, attempts=attempts, failed_peers=tuple(failed))
+
+    async def _degraded(self, model: str, served: ServedModel | None, inputs: dict[str, np.ndarray],
+                        made: dict[str, np.ndarray], attempt: int, excluded: list[str]) -> InferResult:
+        assert served is not None and served.early_exit
+        probs = made.get(EXIT_OUTPUT)
+        if probs is None:
+            probs = (await self._run_parts(served, inputs, 0, 1))[EXIT_OUTPUT]
+        self.stats["degraded"] += 1
+        log.info("inference: %s answered degraded (exit head) after %d attempt(s)", model, attempt)
+        return self._answer({EXIT_OUTPUT: probs}, route=DEGRADED, degraded=True, attempts=attempt, failed=excluded)
+
+    async def _run_parts(self, served: ServedModel, feeds: dict[str, np.ndarray], start: int,
+                         stop: int) -> dict[str, np.ndarray]:
+        limit = self.settings.queue_limit
+        if self.queue >= limit:
+            raise Overloaded(f"inference: {self._node.settings.name} already has {self.queue} requests queued "
+                             f"(queue_limit {limit}); retry later or add capacity")
+        self.queue += 1
+        try:
+            async with self.workers:
+                return await trio.to_thread.run_sync(run_range, self.parts, served, feeds, start, stop)
+        finally:
+            self.queue -= 1
+
+    async def _run_local(self, model: str, inputs: dict[str, np.ndarray], *, offloaded: bool,
+                         waited: list[float] | None = None) -> InferResult:
+        node = self._node
+        # Keyed by the sha256 of the model loaded now, so a re-registered model misses.
+        sha = self.runtime.sha256(model) if self.results.enabled else None
+        key = result_key(sha, inputs) if sha is not None else None
+        if key is not None and (cached := self.results.get(key)) is not None:
+            return InferResult(outputs=cached, ran_on=node.peer_id, ran_on_name=node.settings.name,
+                               elapsed_ms=0.0, offloaded=offloaded)
+        limit = self.settings.queue_limit
+        if self.queue >= limit:
+            raise Overloaded(
+                f"inference: {node.settings.name} already has {self.queue} requests queued (queue_limit {limit}); "
+                "retry later or add capacity"
+            )
+        self.queue += 1
+        queued = time.perf_counter()
+        try:
+            async with self.workers:
+                started = time.perf_counter()
+                outputs = await trio.to_thread.run_sync(self.runtime.run, model, inputs)
+                elapsed = (time.perf_counter() - started) * 1000
+        finally:
+            self.queue -= 1
+        if waited is not None:
+            waited.append((started - queued) * 1000)
+        self.run_times.record(model, elapsed, (time.perf_counter() - queued) * 1000)
+        self.stats["infer_local"] += 1
+        if key is not None and self.runtime.sha256(model) == sha:  # not reloaded while it ran
+            self.results.put(key, outputs)
+        return InferResult(outputs=outputs, ran_on=node.peer_id, ran_on_name=node.settings.name,
+                           elapsed_ms=elapsed, offloaded=offloaded)
+
+    # -- serving peers -------------------------------------------------------------
+
+    async def on_infer(self, peer: str, body: Any) -> dict:
+        """A peer's request: run it (once per id), whole or from a partition boundary."""
+        if isinstance(body, dict) and set(body) == {"model", "inputs"}:
+            body = {**body, "deadline_s": 30.0, "hops": 0}  # the walking skeleton's shape
+        request = InferRequest.from_wire(body, max_bytes=MAX_TENSOR_BYTES)
+        key = (peer, request.request_id)
+        if request.request_id:
+            if key in self._answers:
+                self.stats["duplicates_joined"] += 1
+                return self._answers[key]
+            running = self._serving.get(key)
+            if running is not None:
+                self.stats["duplicates_joined"] += 1
+                await running.wait()
+                if key in self._answers:
+                    return self._answers[key]
+                raise MeshError(f"inference: the first copy of request {request.request_id} failed here")
+            self._serving[key] = trio.Event()
+        try:
+            reply = await self._serve(request)
+            if request.request_id:
+                self._answers[key] = reply
+                while len(self._answers) > RECENT_ANSWERS:
+                    self._answers.popitem(last=False)
+            return reply
+        finally:
+            if request.request_id:
+                self._serving.pop(key).set()
+
+    async def _serve(self, request: InferRequest) -> dict:
+        node = self._node
+        model = request.model
+        if not self.runtime.has(model):
+            raise MeshError(f"inference: model {model!r} is not loaded on {node.settings.name}")
+        sha = self.runtime.sha256(model)
+        if request.sha256 and request.sha256 != sha:
+            raise MeshError(f"inference: {node.settings.name} has another version of {model!r} "
+                            f"(sha256 {sha[:12]}…, asked for {request.sha256[:12]}…)")
+        with trio.fail_after(request.deadline_s):
+            if request.start:
+                served = self.served.get(model)
+                if served is None or served.signature != request.cuts:
+                    raise MeshError(f"inference: {node.settings.name} cuts {model!r} differently "
+                                    "(or has not measured it yet); send it whole")
+                if not request.start < served.partitions:
+                    raise RemoteProtocolError(f"inference: {model!r} has no partition {request.start}")
+                queued = time.perf_counter()
+                outputs = await self._run_parts(served, request.inputs, request.start, served.partitions)
+                elapsed = (time.perf_counter() - queued) * 1000
+                waited = 0.0
+            else:
+                waits: list[float] = []
+                result = await self._run_local(model, request.inputs, offloaded=True, waited=waits)
+                outputs, elapsed, waited = result.outputs, result.elapsed_ms, (waits[0] if waits else 0.0)
+        self.stats["infer_served_for_peers"] += 1
+        return InferReply(outputs=outputs, ran_on=node.peer_id, elapsed_ms=elapsed, waited_ms=waited).to_wire()
+
+    def statistics(self) -> dict:
+        """Counters, queue, measured speed and per-model partitioning (``status`` → inference)."""
+        cfg = self.settings
+        return dict(
+            self.stats, queue=self.queue, max_queue=cfg.max_queue, offload=cfg.offload,
+            providers=self.runtime.providers, thread_pool=self.runtime.thread_pool,
+            latency_ms=round(self.run_times.latency_ms, 3), speed_ms=dict(self.run_times.speed_ms()),
+            result_cache=self.results.statistics(),
+            partitions={n: {"count": s.partitions, "compute_ms": list(s.profile.compute_ms),
+                            "early_exit": s.early_exit} for n, s in sorted(self.served.items())},
+            link_ms={p[-8:]: round(v, 3) for p, v in sorted(self._link_ms.items())},
+        )
+
+
+def _with(result: InferResult, **changes: Any) -> InferResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _suffix(profile, start: int):
+    """The figures of partitions ``start..K-1`` alone (boundary ``start`` becomes the input)."""
+    if profile is None:
+        return None
+    from inference.messages import PartProfile
+
+    return PartProfile(cuts=profile.cuts, compute_ms=profile.compute_ms[start:],
+                       memory_bytes=profile.memory_bytes[start:], boundary_bytes=profile.boundary_bytes[start:])
+
+
+def _unmeasured(speeds, model: str):
+    """A one-partition profile from the run time measured so far (or zero): before the cut-and-measure pass."""
+    from inference.messages import PartProfile
+
+    ms = dict(speeds).get(model, 0.0)
+    return PartProfile(cuts="unmeasured", compute_ms=(ms,), memory_bytes=(0,), boundary_bytes=(0, 0))
+
+
+__all__ = ["InferResult", "InferenceService"]
