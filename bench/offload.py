@@ -21,15 +21,17 @@ the last one answers, for ``seconds`` after a ``warmup``. Every reply's
 
 Phases, in one run:
 
-1. offload off (``inference.max_queue`` far above the load, so the local queue
-   never fills): each node alone, then all load at the weakest;
-2. nodes restarted with the default ``max_queue``, offload on: all load at the
-   weakest.
+1. offload off (``inference.offload = off``; in trees without that field,
+   ``inference.max_queue`` far above the load, so the local queue never fills):
+   each node alone, then all load at the weakest;
+2. nodes restarted with the default inference settings, offload on: all load
+   at the weakest.
 
 Figures: each standalone req/s and their sum, cluster req/s on and off, the
 ratio cluster/sum (target >= 0.85), p50/p99 latency, and where requests ran
-(per-node ``infer_local`` / ``infer_offloaded`` / ``infer_served_for_peers``
-deltas from ``/status``).
+(per-node ``infer_*`` counter deltas from ``/status``: local, offloaded,
+served for peers, and split where the node has it). A node's CPU use below its
+quota under full load shows something else on the machine held it back.
 
 ``python -m bench offload`` (``--duration S`` sets each measured phase).
 """
@@ -54,7 +56,7 @@ from crdt.errors import MeshError
 from inference import encode_tensors
 from inference.cnn import INPUT_NAME, cnn_bytes
 from mesh.cluster import LocalCluster, LocalNode, wait_for
-from mesh.config import API_ADDR_FILE, NODE_FILE
+from mesh.config import API_ADDR_FILE, NODE_FILE, InferenceSettings
 from mesh.wire import pack, unpack
 
 QUOTAS = (0.25, 0.5, 0.9)  # cores per node; the sum stays well under 2 so the load generator has CPU
@@ -66,6 +68,7 @@ MODEL_NAME = "bench-cnn"
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 CFS_PERIOD_US = 100_000
 OFFLOAD_OFF_MAX_QUEUE = 10_000  # config's ceiling: far above any closed-loop concurrency used here
+OFFLOAD_KNOBS = ("offload", "max_queue")  # the inference settings this bench sets; absent = the default
 INPUT_POOL = 16
 
 
@@ -106,6 +109,20 @@ def assign_cpus(quotas: tuple[float, ...], cpus: int) -> list[int]:
         chosen[i] = cpu
         load[cpu] += quotas[i]
     return chosen
+
+
+def offload_off_settings(inference_fields: set[str] | frozenset[str]) -> dict:
+    """The ``inference`` settings that keep a node's own requests at home, for the config fields this tree has.
+
+    With an ``offload`` field, ``off`` says so. Before it existed, a node offloaded only once its
+    local queue reached ``max_queue``, so a bound far above the load turned offload off.
+    """
+    if "offload" in inference_fields:
+        return {"offload": "off"}
+    if "max_queue" in inference_fields:
+        return {"max_queue": OFFLOAD_OFF_MAX_QUEUE}
+    raise MeshError("bench: the inference config has neither `offload` nor `max_queue`; "
+                    "update bench/offload.py to turn offload off")
 
 
 @dataclass
@@ -280,16 +297,22 @@ def _node_cpu_seconds(nodes: list[LocalNode]) -> dict[str, float]:
 
 
 def _counters(nodes: list[LocalNode]) -> dict[str, dict[str, int]]:
-    keys = ("infer_local", "infer_offloaded", "infer_served_for_peers")
+    """Each node's ``infer_*`` counters from ``/status`` (local, offloaded, split, served for peers…)."""
     out = {}
     for node in nodes:
         inference = node.client(timeout=10).get("/status")["inference"]
-        out[node.name] = {k: inference[k] for k in keys}
+        out[node.name] = {k: v for k, v in inference.items() if k.startswith("infer_") and type(v) is int}
     return out
 
 
 def _delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
-    return {name: {k: after[name][k] - before[name][k] for k in after[name]} for name in after}
+    return {name: {k: v - before[name].get(k, 0) for k, v in after[name].items()} for name in after}
+
+
+def _leaks(result: LoadResult, name: str) -> dict:
+    """With offload off every request should run where it was sent; say so loudly when some did not."""
+    elsewhere = sum(n for where, n in result.ran_on.items() if where != name)
+    return {"WARNING_ran_elsewhere_with_offload_off": elsewhere} if elsewhere else {}
 
 
 class _Mesh:
@@ -303,10 +326,14 @@ class _Mesh:
         self.cpu_list = sorted(os.sched_getaffinity(0))
         self.use_cgroups = cgroups_writable()
         tag = f"meshnode-bench-offload-{os.getpid()}"
-        for i, cores in enumerate(quotas):
-            self.cluster.init_node(f"n{i}")
-            if self.use_cgroups:
-                self.groups[i] = CpuQuota(f"{tag}-n{i}", cores)
+        try:
+            for i, cores in enumerate(quotas):
+                self.cluster.init_node(f"n{i}")
+                if self.use_cgroups:
+                    self.groups[i] = CpuQuota(f"{tag}-n{i}", cores)
+        except BaseException:
+            self.close()  # no half-built set of cgroups is left behind
+            raise
 
     @property
     def nodes(self) -> list[LocalNode]:
@@ -322,10 +349,11 @@ class _Mesh:
         return (f"cgroups not writable: quotas NOT applied, nodes only pinned ({where}); "
                 "nodes sharing a CPU are weaker, the rest are equal")
 
-    def start(self, *, max_queue: int | None) -> None:
-        """Write each node's inference settings, start every node under its quota, wait for the mesh."""
+    def start(self, *, offload: dict) -> None:
+        """Write each node's inference settings (``offload``: knobs to set, the rest default), start, wait."""
+        knobs = {k: offload.get(k) for k in OFFLOAD_KNOBS}
         for node in self.nodes:
-            _write_inference(node, max_queue=max_queue, result_cache_mb=0)
+            _write_inference(node, **knobs, result_cache_mb=0)
         for i, node in enumerate(self.nodes):
             self.cluster.start(node)
             if self.groups[i] is not None:
@@ -387,14 +415,15 @@ def run(quotas: tuple[float, ...] = QUOTAS, seconds: float = SECONDS, warmup: fl
         bodies = request_bodies(size, INPUT_POOL, seed)
         phase = {"seconds": seconds, "warmup": warmup, "concurrency": concurrency}
 
-        mesh.start(max_queue=OFFLOAD_OFF_MAX_QUEUE)
+        off_knobs = offload_off_settings(set(InferenceSettings.model_fields))
+        mesh.start(offload=off_knobs)
         mesh.nodes[0].client(timeout=60).post("/models/add", {"name": MODEL_NAME, "path": str(model_file)})
         mesh.wait_model()
         alone = {node.name: mesh.measure(node, bodies, **phase) for node in mesh.nodes}
         off, off_where, off_cpu = mesh.measure(weakest, bodies, **phase)
 
         mesh.stop()
-        mesh.start(max_queue=None)
+        mesh.start(offload={})
         mesh.wait_model()
         on, on_where, on_cpu = mesh.measure(weakest, bodies, **phase)
     finally:
@@ -405,10 +434,11 @@ def run(quotas: tuple[float, ...] = QUOTAS, seconds: float = SECONDS, warmup: fl
     total = sum(result.rate for result, _, _ in alone.values())
     rows = [{"name": "set-up", "nodes": mesh.note(), "model": f"{model} {size}x{size}",
              "load": f"closed loop, {concurrency} in flight, {seconds:g} s after {warmup:g} s warm-up",
+             "offload_off_by": off_knobs, "offload_on_by": "inference defaults",
              "loadavg_after": [round(v, 2) for v in os.getloadavg()]}]
     for (name, (result, _, cpu)), cores in zip(alone.items(), quotas):
         rows.append({"name": f"standalone {name} ({cores:g} core), offload off", **result.summary(),
-                     "node_cpu": cpu[name]})
+                     "node_cpu": cpu[name], **_leaks(result, name)})
     rows.append({"name": "sum of standalone", "req_s": round(total, 1)})
     for label, result, where, cpu in (("off", off, off_where, off_cpu), ("on", on, on_where, on_cpu)):
         rows.append({
@@ -416,7 +446,7 @@ def run(quotas: tuple[float, ...] = QUOTAS, seconds: float = SECONDS, warmup: fl
             "ratio_vs_sum": round(result.rate / total, 3) if total else None, "target": TARGET_RATIO,
             "p99_vs_weakest_alone": round(result.summary()["p99_ms"] / alone[weakest.name][0].summary()["p99_ms"], 2)
             if result.ok and alone[weakest.name][0].ok else None,
-            "node_cpu": cpu, "counters": where,
+            "node_cpu": cpu, "counters": where, **(_leaks(result, weakest.name) if label == "off" else {}),
         })
     return rows
 

@@ -12,6 +12,7 @@ from bench.offload import (
     LoadResult,
     assign_cpus,
     cfs_quota_us,
+    offload_off_settings,
     percentile,
     stat_cpu_seconds,
 )
@@ -81,3 +82,14 @@ def test_cpu_seconds_come_from_utime_and_stime_even_with_spaces_in_the_name():
     assert stat_cpu_seconds(stat, 100) == 3.0
     with pytest.raises(MeshError, match="^bench: not a /proc/PID/stat line"):
         stat_cpu_seconds("4242 (x) S 1", 100)
+
+
+def test_offload_is_turned_off_by_the_knob_this_tree_has():
+    from mesh.config import InferenceSettings
+
+    assert offload_off_settings({"offload", "max_queue"}) == {"offload": "off"}
+    assert offload_off_settings({"max_queue"}) == {"max_queue": 10_000}  # before `offload`: a bound never reached
+    with pytest.raises(MeshError, match="^bench: the inference config"):
+        offload_off_settings(set())
+    knobs = offload_off_settings(set(InferenceSettings.model_fields))
+    InferenceSettings(**knobs)  # whatever is chosen validates
