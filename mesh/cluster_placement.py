@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from consensus import PlacementClear, PlacementGet, PlacementList, PlacementSet
 
 from .cluster_config import read
+from .placement_driver import PlacementDriver
 
 if TYPE_CHECKING:
     from .node import Node
@@ -63,4 +64,53 @@ class ClusterPlacement:
         return {**answer["result"], **_meta(answer)}
 
 
-__all__ = ["ClusterPlacement"]
+def placement_driver(node: Node) -> PlacementDriver:
+    """The leader's placement loop for ``node`` (``mesh/placement_driver.py``), fed from its peer table and Raft state.
+
+    Only admitted peers count as alive (a placement naming another is refused);
+    a suspect peer still counts (SWIM suspicion is a maybe, and placement must
+    not flap on it); a peer's last advertised speed counts even when the advert
+    has expired (an expired advert is not a death).
+    """
+    import trio
+
+    from inference.placement import ServingNode
+
+    def nodes(model: str) -> list[ServingNode]:
+        now = trio.current_time()
+        state = node.raft.state()
+        me = node.descriptor()
+        out = [ServingNode(peer=node.peer_id, tier=me.tier, alive=state.is_admitted(node.peer_id),
+                           speed_ms=dict(node.inference.run_times.speed_ms()).get(model)
+                           or _profiled(node.inference.served.get(model)),
+                           capabilities=me.capabilities)]
+        for rec in node.peers.records():
+            d = rec.descriptor
+            profile = rec.load.profile(model)
+            out.append(ServingNode(
+                peer=d.peer_id, tier=d.tier,
+                alive=rec.state(now) in ("alive", "suspect") and state.is_admitted(d.peer_id),
+                speed_ms=rec.load.speed(model) or (profile.whole_ms if profile is not None and profile.whole_ms > 0
+                                                   else None),
+                capabilities=d.capabilities,
+            ))
+        return out
+
+    def current(model: str):
+        placed = node.raft.state().placement.get(model)
+        return (None, 0) if placed is None else (placed.partitions, placed.revision)
+
+    return PlacementDriver(
+        is_leader=lambda: node.raft is not None and node.raft.status().role == "leader",
+        models=lambda: {} if node.raft is None else {n: r.size for n, r in node.raft.state().models.items()},
+        nodes=nodes,
+        current=current,
+        write=node.placement.set,
+    )
+
+
+def _profiled(served) -> float | None:
+    return served.profile.whole_ms if served is not None and served.profile.whole_ms > 0 else None
+
+
+__all__ = ["ClusterPlacement", "placement_driver"]

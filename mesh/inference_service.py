@@ -18,7 +18,9 @@ the request's states and transitions); this module does the I/O around them:
   runs where the router says (the split at the head's cut, or here).
 * **Degraded answers.** When no peer can take a request and it cannot run here
   in full (or a full run here would miss the deadline), a model with an exit
-  head answers from the head whatever its confidence, flagged ``degraded``.
+  head answers from the head whatever its confidence, flagged ``degraded``. A
+  device-tier node never runs an exit model's upper part itself (that is what
+  the tiers above are for), so a device cut off from them answers degraded.
 * **Serving** (``on_infer``). A peer's request carries its id; the same id
   from the same peer while the first run is going or recently finished gets
   that run's answer, so a retried send runs the model once. A split request
@@ -60,6 +62,7 @@ MAX_ATTEMPTS = 6  # attempts per request (peers excluded one by one, then here)
 RECENT_ANSWERS = 256  # answers kept per node for retried requests (by peer and id)
 LINK_ALPHA = 0.2  # EWMA weight of the newest link-overhead sample
 PREPARE_EVERY = 0.5  # seconds between looks for loaded models not yet cut and measured
+PLACEMENT_EVERY = 2.0  # seconds between reads of the placement the Raft leader wrote
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,14 +100,17 @@ class InferenceService:
         self._link_ms: dict[str, float] = {}  # peer -> EWMA of round trip + transfer, measured on our calls
         self._serving: dict[tuple[str, str], trio.Event] = {}
         self._answers: OrderedDict[tuple[str, str], dict] = OrderedDict()
+        self.placed: dict[str, frozenset[str]] = {}  # model -> peers the leader placed it on
+        self._placement_read_at = -PLACEMENT_EVERY
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_split": 0, "infer_served_for_peers": 0,
                       "early_exits": 0, "degraded": 0, "retries": 0, "refused": 0, "duplicates_joined": 0}
 
     # -- profiles ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Cut and measure each model once it is loaded (and again when its file changes)."""
+        """Cut and measure each model once it is loaded (and again when its file changes); follow placement."""
         while True:
+            await self._read_placement()
             for name in self.runtime.loaded():
                 sha = self.runtime.sha256(name)
                 served = self.served.get(name)
@@ -114,6 +120,20 @@ class InferenceService:
             for name in [n for n in self.served if not self.runtime.has(n)]:
                 del self.served[name]
             await trio.sleep(PREPARE_EVERY)
+
+    async def _read_placement(self) -> None:
+        """Which peers the Raft leader placed each model on (a stale read: placement is advice, not a lock)."""
+        now = trio.current_time()
+        if now < self._placement_read_at + PLACEMENT_EVERY:
+            return
+        self._placement_read_at = now
+        try:
+            with trio.move_on_after(2.0):
+                listing = await self._node.placement.list(stale=True)
+                self.placed = {p["model"]: frozenset(peer for part in p["partitions"] for peer in part["peers"])
+                               for p in listing["placements"]}
+        except MeshError as exc:
+            log.debug("inference: placement not read (%s); keeping the last one", exc)
 
     async def _prepare(self, name: str, sha: str) -> None:
         path = self._node.models.path(sha)
@@ -243,6 +263,9 @@ class InferenceService:
             peers.append(Peer(peer=pid, queue=max(load.queue, self._sent.get(pid, 0)), max_queue=load.max_queue,
                               profile=theirs, whole_ms=load.speed(model),
                               rtt_ms=self._link_ms.get(pid, 3.0)))
+        placed = self.placed.get(model)
+        if placed and any(p.peer in placed and p.peer not in excluded and p.has_room for p in peers):
+            peers = [p for p in peers if p.peer in placed]  # the leader's placement first; others when it is spent
         mine = served.profile if served is not None else None
         if start and mine is not None:
             mine = _suffix(mine, start)
@@ -250,7 +273,10 @@ class InferenceService:
                           rtt_ms=p.rtt_ms) for p in peers]
         if mine is None and self.runtime.has(model):
             mine = _unmeasured(self.run_times.speed_ms(), model)
-        here = Here(profile=mine if self.runtime.has(model) else None, queue=self.queue,
+        runnable = self.runtime.has(model)
+        if start and served is not None and served.early_exit and node.settings.tier == "device":
+            runnable = False  # a device hands an exit model's features up a tier; alone, it answers degraded
+        here = Here(profile=mine if runnable else None, queue=self.queue,
                     limit=self.settings.queue_limit, degraded=served is not None and served.early_exit)
         # max_queue 0 (no room here for anyone) sends our own requests away too, as "prefer".
         mode = "prefer" if self.settings.max_queue == 0 and self.settings.offload == "auto" else self.settings.offload

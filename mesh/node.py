@@ -53,7 +53,7 @@ from inference import Runtime
 from .admission import Admission
 from .api import serve_api as serve_api_task
 from .cluster_config import ClusterConfig, ClusterTasks, on_raft_read, stamp
-from .cluster_placement import ClusterPlacement
+from .cluster_placement import ClusterPlacement, placement_driver
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
@@ -130,6 +130,7 @@ class Node:
         self.config = ClusterConfig(self)
         self.tasks = ClusterTasks(self)
         self.placement = ClusterPlacement(self)
+        self.placement_driver = placement_driver(self)  # the leader places models from capabilities and speed
         self.runtime = Runtime(
             providers=config.inference.providers or None,
             shared_thread_pool=config.inference.shared_thread_pool,
@@ -201,6 +202,7 @@ class Node:
                         nursery.start_soon(node._advert_loop)
                         nursery.start_soon(node.models.run)
                         nursery.start_soon(node.inference.run)
+                        nursery.start_soon(node.placement_driver.run)
                         if serve_api:
                             node.api_addr = await nursery.start(serve_api_task, node)
                         log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
@@ -277,6 +279,7 @@ class Node:
                 log.warning("peer %s (%s) declared dead by the failure detector", name, peer)
             self.state.peer_down(peer)
             self.rpc.forget(peer)
+            self.placement_driver.poke()
         elif isinstance(event, MemberSuspect):
             self.peers.judge(peer, "suspect")
             log.info("peer %s (%s) is suspected", name, peer)
@@ -284,11 +287,13 @@ class Node:
             if self.peers.departed(peer):
                 log.info("peer %s (%s) left", name, peer)
                 self.state.peer_down(peer)
+                self.placement_driver.poke()
         else:  # MemberUp, MemberAlive
             if self.peers.judge(peer, "alive") == "dead":
                 log.info("peer %s (%s) is back", name, peer)
                 self.state.peer_up(peer)
                 self._advert_now.set()
+                self.placement_driver.poke()
 
     def _report_duplicate(self, desc: Descriptor, instances: tuple[str, str]) -> None:
         """Two processes share a peer id: keep the one that was here first, refuse the later one."""
@@ -406,6 +411,7 @@ class Node:
             log.info("peer %s (%s, %s) is up", desc.name, desc.peer_id, desc.tier)
             self.state.peer_up(desc.peer_id)
             self.membership.join(desc.peer_id)
+            self.placement_driver.poke()
             # The detector may have judged this peer (from gossip) before we had its descriptor.
             verdict = self.membership.verdict(desc.peer_id)
             self.peers.judge(desc.peer_id, "alive" if verdict in ("alive", "left") else verdict)
@@ -1132,6 +1138,7 @@ class Node:
             "duplicate_peers": sorted({peer for peer, _, _ in self._conflicts_reported}),
             "models": self.runtime.loaded(),
             "inference": self.inference.statistics(),
+            "placement": self.placement_driver.statistics(),
             "adverts": dict(self.advert_stats),
             "rpc": self.rpc.statistics(),
             "membership": self.membership.statistics(),
