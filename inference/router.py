@@ -31,7 +31,14 @@ comparable only when their cut signature equals ours; a peer without matching
 figures is scaled from ours by its whole-model time, and then offered whole
 only. ``offload="off"`` never sends anything; ``"prefer"`` sends whole to the
 best peer with room whenever there is one (a battery-powered node, say).
-With the model not runnable here, the peer with the earliest predicted
+A node whose CPU is saturated (at its budget: cores it may use, capped by a
+CPU quota) sends the request to the best peer plan even when running here
+predicts sooner, and even to a peer past its advertised room (a peer refuses
+past its own hard limit; the request is then routed again): every ms it
+computes is a ms it cannot spend passing its
+other requests on, so under load its own runs cost the whole mesh throughput
+(``bench offload``: the weakest node passing all requests on is what lets the
+stronger ones work). With the model not runnable here, the peer with the earliest predicted
 completion takes it whole. With no peer and no local run possible — or no peer
 and a local run predicted to miss the deadline — a degraded variant (an exit
 head's answer) is used when the model has one; otherwise the request is
@@ -72,6 +79,7 @@ class Here:
     queue: int
     limit: int
     degraded: bool = False  # the model has a degraded variant here (an exit head)
+    saturated: bool = False  # this node's CPU is at its budget (mesh/cpu_budget.py)
 
     def __post_init__(self) -> None:
         if type(self.queue) is not int or type(self.limit) is not int or self.queue < 0 or self.limit < 1:
@@ -124,8 +132,10 @@ def route(*, here: Here, peers: Sequence[Peer], excluded: Iterable[str] = (), re
     if remaining_s <= 0:
         return Route(kind=REFUSE, reason="the deadline passed")
     skip = set(excluded)
-    usable = [] if offload == "off" else sorted((p for p in peers if p.peer not in skip and p.has_room),
-                                                key=lambda p: p.peer)
+    # A saturated node may also send past a peer's advertised room (the peer refuses past its own hard
+    # limit, and the request is routed again): a queue there costs this node no CPU, a run here does.
+    usable = [] if offload == "off" else sorted(
+        (p for p in peers if p.peer not in skip and (p.has_room or here.saturated)), key=lambda p: p.peer)
     runnable = here.profile is not None and here.queue < here.limit
     budget_ms = remaining_s * 1000.0
 
@@ -158,6 +168,13 @@ def route(*, here: Here, peers: Sequence[Peer], excluded: Iterable[str] = (), re
         allowed = [p for p in decision.considered
                    if p.peer is None or p.peer not in whole_only or p.cut in (0, mine.partitions)]
         best = min(allowed, key=lambda p: (round(p.predicted_ms, 9), p.parts, p.peer or "", p.cut))
+    if best.peer is None and here.saturated:
+        # A CPU-bound node that computes steals the CPU it needs to pass its other requests on (and
+        # a quota's throttling makes its own predicted time optimistic): the best peer plan instead.
+        remote = [p for p in decision.considered
+                  if p.peer is not None and (p.peer not in whole_only or p.cut in (0, mine.partitions))]
+        if remote:
+            best = min(remote, key=lambda p: (round(p.predicted_ms, 9), p.parts, p.peer or "", p.cut))
     if best.peer is None:
         if best.predicted_ms > budget_ms and here.degraded and not usable:
             return Route(kind=DEGRADED, predicted_ms=best.predicted_ms,

@@ -72,13 +72,19 @@ class InferenceSettings(_Section):
     """Local inference settings."""
 
     max_queue: int = Field(
-        4, ge=0, le=10_000,
+        8, ge=0, le=10_000,
         description="requests queued here while peers may still send more (advertised: a peer's planner counts "
         "this node as having room below it); 0 = no room for peers, and this node sends its own requests to a "
         "peer whenever one has room (as offload: prefer)",
     )
     queue_limit: int = Field(32, ge=1, le=100_000, description="requests queued here (own and peers') before refusing")
     workers: int = Field(1, ge=1, le=64, description="onnxruntime runs at once on this node")
+    max_batch: int = Field(
+        8, ge=1, le=256,
+        description="requests of one model that queued up while the workers were busy run as one batch, up to "
+        "this many, when every input and output of the model has a free first (batch) axis; an idle node never "
+        "waits to fill a batch. 1 = no batching (each request runs alone)",
+    )
     offload: Literal["auto", "off", "prefer"] = Field(
         "auto",
         description="where requests made here run: auto = wherever the planner predicts the earliest answer "
@@ -115,6 +121,12 @@ class InferenceSettings(_Section):
         "dtypes and shapes), least recently used out first; a hit answers without running the model. "
         "0 turns the cache off (e.g. for models that are not deterministic)",
     )
+
+    @field_validator("offload", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false; that is what a person writing `offload: off` means.
+        return "off" if value is False else value
 
     @field_validator("providers")
     @classmethod

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,15 @@ import trio
 
 from crdt.errors import MeshError, RemoteProtocolError
 from inference import MAX_TENSOR_BYTES, Overloaded, ResultCache, Runtime, result_key, validate_inputs
+from inference.batching import Batch, BatchQueue, batch_axis_ok
 from inference.early_exit import ANSWER, EXIT_OUTPUT, decide
 from inference.errors import InferenceError
 from inference.messages import InferReply, InferRequest
 from inference.router import DEGRADED, LOCAL, REFUSE, REMOTE, SPLIT, Here, Peer, Route, route
 from inference.serving import ServedModel, prepare, run_range
 
+from .compute_pool import ComputePool
+from .cpu_budget import CpuUse
 from .models import record_spec
 from .peers import RunTimes
 
@@ -60,7 +63,7 @@ log = logging.getLogger("meshnode.inference")
 
 MAX_ATTEMPTS = 6  # attempts per request (peers excluded one by one, then here)
 RECENT_ANSWERS = 256  # answers kept per node for retried requests (by peer and id)
-LINK_ALPHA = 0.2  # EWMA weight of the newest link-overhead sample
+LINK_WINDOW = 32  # link-cost samples per peer whose minimum is the link's figure
 PREPARE_EVERY = 0.5  # seconds between looks for loaded models not yet cut and measured
 PLACEMENT_EVERY = 2.0  # seconds between reads of the placement the Raft leader wrote
 
@@ -93,22 +96,38 @@ class InferenceService:
         self.served: dict[str, ServedModel] = {}
         self._prepare_failed: dict[str, str] = {}  # sha256 -> why it could not be cut/measured
         self.workers = trio.CapacityLimiter(cfg.workers)
+        self.pool = ComputePool(cfg.workers)  # model runs yield the CPU to the control plane
         self.results = ResultCache(int(cfg.result_cache_mb * 1024 * 1024))
         self.queue = 0
         self.run_times = RunTimes()
-        self._sent: dict[str, int] = {}  # peer -> our attempts in flight there
-        self._link_ms: dict[str, float] = {}  # peer -> EWMA of round trip + transfer, measured on our calls
+        self._sent: dict[str, list[float]] = {}  # peer -> when each of our attempts in flight there was sent
+        self._link_ms: dict[str, float] = {}  # peer -> round trip + transfer, measured on our calls
+        self._link_samples: dict[str, deque[float]] = {}
         self._serving: dict[tuple[str, str], trio.Event] = {}
         self._answers: OrderedDict[tuple[str, str], dict] = OrderedDict()
         self.placed: dict[str, frozenset[str]] = {}  # model -> peers the leader placed it on
+        # Dynamic batching (inference/batching.py): requests that queue up while the workers are busy
+        # go together, up to max_batch, when the model has a free batch axis.
+        self.cpu = CpuUse()  # our CPU use against our budget: a saturated node passes requests on
+        self.batches = BatchQueue(max_items=cfg.queue_limit, max_batch=max(1, cfg.max_batch))
+        self._batchable: dict[str, bool] = {}  # model sha256 -> it has a free batch axis
+        self._waiting: dict[int, tuple[trio.Event, list]] = {}
+        self._kick = trio.Event()
+        self._ids = 0
         self._placement_read_at = -PLACEMENT_EVERY
         self.stats = {"infer_local": 0, "infer_offloaded": 0, "infer_split": 0, "infer_served_for_peers": 0,
-                      "early_exits": 0, "degraded": 0, "retries": 0, "refused": 0, "duplicates_joined": 0}
+                      "early_exits": 0, "degraded": 0, "retries": 0, "refused": 0, "duplicates_joined": 0,
+                      "batched_runs": 0}
 
     # -- profiles ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Cut and measure each model once it is loaded (and again when its file changes); follow placement."""
+        """Run the batch dispatcher; cut and measure each model once loaded (again when its file changes)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatch, nursery)
+            await self._watch_models()
+
+    async def _watch_models(self) -> None:
         while True:
             await self._read_placement()
             for name in self.runtime.loaded():
@@ -138,20 +157,22 @@ class InferenceService:
     async def _prepare(self, name: str, sha: str) -> None:
         path = self._node.models.path(sha)
 
-        def work() -> ServedModel:
+        def work() -> tuple[ServedModel, bool]:
             data = path.read_bytes()
             from inference.spec import model_spec_from_bytes
 
-            return prepare(self.runtime, self.parts, name, data, model_spec_from_bytes(data, origin=str(path)))
+            spec = model_spec_from_bytes(data, origin=str(path))
+            return prepare(self.runtime, self.parts, name, data, spec), batch_axis_ok(spec)
 
         try:
             async with self.workers:  # measured alone, not beside a request
-                served = await trio.to_thread.run_sync(work)
+                served, batchable = await self.pool.run(work)
         except (OSError, InferenceError) as exc:
             self._prepare_failed[sha] = str(exc)
             log.warning("inference: %s is served whole, unmeasured: %s", name, exc)
             return
         self.served[name] = served
+        self._batchable[sha] = batchable
         log.info("inference: %s cut into %d partition(s), %s ms", name, served.partitions,
                  "/".join(f"{x:.2f}" for x in served.profile.compute_ms))
         self._node.advert_changed()
@@ -260,13 +281,17 @@ class InferenceService:
             theirs = load.profile(model)
             if start and (served is None or theirs is None or theirs.cuts != served.signature):
                 continue  # only a peer that cuts as we do can take the rest of a split
-            peers.append(Peer(peer=pid, queue=max(load.queue, self._sent.get(pid, 0)), max_queue=load.max_queue,
-                              profile=theirs, whole_ms=load.speed(model),
+            # Its queue as it last told us, plus what we sent it since (our sends before that are in its figure;
+            # counting all we have in flight would count our own slowness in handling replies as its queue).
+            since = rec.load_at if rec.load_at is not None else now
+            queue = load.queue + sum(1 for t in self._sent.get(pid, ()) if t >= since)
+            peers.append(Peer(peer=pid, queue=queue, max_queue=load.max_queue,
+                              profile=_live(theirs, load.speed(model)), whole_ms=load.speed(model),
                               rtt_ms=self._link_ms.get(pid, 3.0)))
         placed = self.placed.get(model)
         if placed and any(p.peer in placed and p.peer not in excluded and p.has_room for p in peers):
             peers = [p for p in peers if p.peer in placed]  # the leader's placement first; others when it is spent
-        mine = served.profile if served is not None else None
+        mine = _live(served.profile, dict(self.run_times.speed_ms()).get(model)) if served is not None else None
         if start and mine is not None:
             mine = _suffix(mine, start)
             peers = [Peer(peer=p.peer, queue=p.queue, max_queue=p.max_queue, profile=_suffix(p.profile, start),
@@ -276,8 +301,10 @@ class InferenceService:
         runnable = self.runtime.has(model)
         if start and served is not None and served.early_exit and node.settings.tier == "device":
             runnable = False  # a device hands an exit model's features up a tier; alone, it answers degraded
+        self.cpu.sample()
         here = Here(profile=mine if runnable else None, queue=self.queue,
-                    limit=self.settings.queue_limit, degraded=served is not None and served.early_exit)
+                    limit=self.settings.queue_limit, degraded=served is not None and served.early_exit,
+                    saturated=self.cpu.saturated)
         # max_queue 0 (no room here for anyone) sends our own requests away too, as "prefer".
         mode = "prefer" if self.settings.max_queue == 0 and self.settings.offload == "auto" else self.settings.offload
         choice = route(here=here, peers=peers, excluded=excluded, remaining_s=remaining, offload=mode)
@@ -293,18 +320,21 @@ class InferenceService:
         return choice
 
     async def _call(self, peer: str, request: InferRequest, attempt_s: float) -> tuple[dict[str, np.ndarray], str]:
-        self._sent[peer] = self._sent.get(peer, 0) + 1
         started = trio.current_time()
+        sent = self._sent.setdefault(peer, [])
+        sent.append(started)
         try:
             reply = await self._node.rpc.call(peer, "infer", request.to_wire(), timeout=max(0.05, attempt_s))
         finally:
-            self._sent[peer] -= 1
-            if not self._sent[peer]:
-                del self._sent[peer]
+            sent.remove(started)
+            if not sent:
+                self._sent.pop(peer, None)
         answer = InferReply.from_wire(reply, max_bytes=MAX_TENSOR_BYTES)
         link = max(0.0, (trio.current_time() - started) * 1000 - answer.elapsed_ms - answer.waited_ms)
-        old = self._link_ms.get(peer)
-        self._link_ms[peer] = link if old is None else old + LINK_ALPHA * (link - old)
+        self._link_samples.setdefault(peer, deque(maxlen=LINK_WINDOW)).append(link)
+        # The path's own cost is the windowed minimum (BBR's min_rtt, Cardwell et al. 2016): a sample also
+        # holds any wait for the CPU at either end (a busy or throttled node), which is queueing, not link.
+        self._link_ms[peer] = min(self._link_samples[peer])
         return dict(answer.outputs), answer.ran_on
 
     def _answer(self, outputs: dict[str, np.ndarray], *, ran_on: str | None = None, route: str = LOCAL,
@@ -337,7 +367,7 @@ class InferenceService:
         self.queue += 1
         try:
             async with self.workers:
-                return await trio.to_thread.run_sync(run_range, self.parts, served, feeds, start, stop)
+                return await self.pool.run(run_range, self.parts, served, feeds, start, stop)
         finally:
             self.queue -= 1
 
@@ -359,10 +389,7 @@ class InferenceService:
         self.queue += 1
         queued = time.perf_counter()
         try:
-            async with self.workers:
-                started = time.perf_counter()
-                outputs = await trio.to_thread.run_sync(self.runtime.run, model, inputs)
-                elapsed = (time.perf_counter() - started) * 1000
+            outputs, elapsed, started = await self._execute(model, inputs, sha or self.runtime.sha256(model))
         finally:
             self.queue -= 1
         if waited is not None:
@@ -373,6 +400,74 @@ class InferenceService:
             self.results.put(key, outputs)
         return InferResult(outputs=outputs, ran_on=node.peer_id, ran_on_name=node.settings.name,
                            elapsed_ms=elapsed, offloaded=offloaded)
+
+    async def _execute(self, model: str, inputs: dict[str, np.ndarray],
+                       sha: str | None) -> tuple[dict[str, np.ndarray], float, float]:
+        """Run the whole model: (outputs, ms of the run per request, when it started); batched when it can be."""
+        if self.batches.max_batch <= 1 or not self._batchable.get(sha or "", False):
+            async with self.workers:
+                started = time.perf_counter()
+                outputs = await self.pool.run(self.runtime.run, model, inputs)
+                return outputs, (time.perf_counter() - started) * 1000, started
+        self._ids += 1
+        item = self._ids
+        done, box = trio.Event(), []
+        self.batches.submit(item, model, inputs, trio.current_time())
+        self._waiting[item] = (done, box)
+        self._kick.set()
+        try:
+            await done.wait()
+        except BaseException:
+            self.batches.cancel(item)  # gave up while queued: it leaves the queue (taken: its answer is dropped)
+            self._waiting.pop(item, None)
+            raise
+        result = box[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        """Hand a batch to each worker as it frees up: what queued meanwhile goes together."""
+        while True:
+            if not len(self.batches):
+                await self._kick.wait()
+                self._kick = trio.Event()
+                continue
+            token = object()
+            await self.workers.acquire_on_behalf_of(token)
+            batch = self.batches.take(trio.current_time())
+            if batch is None:
+                self.workers.release_on_behalf_of(token)
+                continue
+            nursery.start_soon(self._run_batch, batch, token)
+
+    async def _run_batch(self, batch: Batch, token: object) -> None:
+        runtime = self.runtime
+
+        def work() -> dict:
+            if len(batch) == 1:
+                return {batch.item_ids[0]: runtime.run(batch.model, batch.requests[0])}
+            try:
+                return batch.split(runtime.run(batch.model, batch.stacked_inputs()))
+            except InferenceError:  # rows that do not batch after all: each alone
+                return {i: runtime.run(batch.model, r) for i, r in zip(batch.item_ids, batch.requests)}
+
+        started = time.perf_counter()
+        try:
+            results: dict | Exception = await self.pool.run(work)
+        except Exception as exc:  # noqa: BLE001 - every waiter gets it
+            results = exc
+        finally:
+            self.workers.release_on_behalf_of(token)
+        per_item = (time.perf_counter() - started) * 1000 / len(batch)
+        self.stats["batched_runs"] += len(batch) > 1
+        for item in batch.item_ids:
+            waiter = self._waiting.pop(item, None)
+            if waiter is None:
+                continue  # its caller gave up
+            done, box = waiter
+            box.append(results if isinstance(results, Exception) else (results[item], per_item, started))
+            done.set()
 
     # -- serving peers -------------------------------------------------------------
 
@@ -440,10 +535,11 @@ class InferenceService:
             self.stats, queue=self.queue, max_queue=cfg.max_queue, offload=cfg.offload,
             providers=self.runtime.providers, thread_pool=self.runtime.thread_pool,
             latency_ms=round(self.run_times.latency_ms, 3), speed_ms=dict(self.run_times.speed_ms()),
-            result_cache=self.results.statistics(),
+            result_cache=self.results.statistics(), batching=self.batches.statistics(),
             partitions={n: {"count": s.partitions, "compute_ms": list(s.profile.compute_ms),
                             "early_exit": s.early_exit} for n, s in sorted(self.served.items())},
             link_ms={p[-8:]: round(v, 3) for p, v in sorted(self._link_ms.items())},
+            cpu={"budget_cores": round(self.cpu.budget, 3), "used": round(self.cpu.fraction, 3)},
         )
 
 
@@ -451,6 +547,22 @@ def _with(result: InferResult, **changes: Any) -> InferResult:
     from dataclasses import replace
 
     return replace(result, **changes)
+
+
+def _live(profile, run_ms: float | None):
+    """``profile`` scaled to the whole-model run time measured lately (EWMA), when there is one.
+
+    Profiles are measured once, at load, on an idle node, in runs short enough
+    to fit a CPU quota's burst; the live figure is what requests really see
+    (a throttled, shared or thermally limited node is slower than its profile).
+    """
+    if profile is None or not run_ms or profile.whole_ms <= 0:
+        return profile
+    from inference.messages import PartProfile
+
+    scale = run_ms / profile.whole_ms
+    return PartProfile(cuts=profile.cuts, compute_ms=tuple(x * scale for x in profile.compute_ms),
+                       memory_bytes=profile.memory_bytes, boundary_bytes=profile.boundary_bytes)
 
 
 def _suffix(profile, start: int):

@@ -237,6 +237,7 @@ class Node:
         for raft in {id(r): r for r in (self.raft, self._raft_building) if r is not None}.values():
             raft.close()
         self.state.close()
+        self.inference.pool.close()
 
     # -- descriptor, peers ---------------------------------------------------------
 

@@ -49,6 +49,8 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                     ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "latency_ms": float("nan")}}),
                     ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "speed_ms": {"m": -1.0}}}),
                     ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "models": ["m"] * 10_000}}),
+                    ("advert", {"desc": good_desc, "load": {"queue": 0, "max_queue": 1, "profiles": {
+                        "m": {"cuts": "x", "ms": [1.0], "mem": [1], "bytes": [1]}}}}),  # one boundary short
                     ("crdt.sync", {"t": "delta", "v": 1, "delta": "garbage"}),
                     ("crdt.sync", [1, 2, 3]),
                     ("no.such.note", None),
@@ -69,6 +71,12 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                     ("infer", {"model": "m", "inputs": {"image": {"dtype": "object", "shape": [1],
                                                                   "data": b"x"}}}, "dtype"),
                     ("infer", {"model": 5}, "model"),
+                    ("infer", {"model": "m", "inputs": {}, "deadline_s": 1.0, "hops": 0, "start": 1, "cuts": "nope"},
+                     "differently"),
+                    ("infer", {"model": "m", "inputs": {}, "deadline_s": 1.0, "hops": 0, "id": 5}, "request_id"),
+                    ("infer", {"model": "m", "inputs": {}, "deadline_s": 1.0, "hops": 0, "start": 1}, "name its cuts"),
+                    ("infer", {"model": "m", "inputs": {}, "deadline_s": 1.0, "hops": 0, "sha256": "0" * 64},
+                     "another version"),
                     ("link.open", {"v": 99}, "version"),
                     ("link.open", "not a map", "version"),
                     ("nope", None, "unknown method"),
@@ -76,10 +84,10 @@ def test_malformed_messages_are_refused_and_the_node_survives(tmp_path):
                 for method, body, needle in calls:
                     with pytest.raises(RemoteError, match=needle):
                         await rpc.call(node.peer_id, method, body, timeout=5)
-                with trio.fail_after(10):  # every malformed advert is refused and counted (6 above)
-                    while node.advert_stats["refused"] < 6:
+                with trio.fail_after(10):  # every malformed advert is refused and counted (7 above)
+                    while node.advert_stats["refused"] < 7:
                         await trio.sleep(0.05)
-                assert node.advert_stats == {"received": 7, "refused": 6}  # the first one was fine
+                assert node.advert_stats == {"received": 8, "refused": 7}  # the first one was fine
                 nursery.cancel_scope.cancel()
             # The node is still whole: it answers, syncs, infers, and never took the attacker's claims.
             assert node.status()["name"] == "target"

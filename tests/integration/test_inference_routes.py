@@ -39,6 +39,10 @@ def cluster(tmp_path_factory):
     text = path.read_text()
     assert "offload: auto" in text and "result_cache_mb: 64" in text
     path.write_text(text.replace("offload: auto", "offload: prefer").replace("result_cache_mb: 64", "result_cache_mb: 0"))
+    # The cloud node runs its own requests itself (and still serves its peers').
+    cloud = c.nodes[1].data_dir / NODE_FILE
+    cloud.write_text(cloud.read_text().replace("offload: auto", "offload: off").replace("result_cache_mb: 64",
+                                                                                       "result_cache_mb: 0"))
     try:
         c.start_all()
         c.wait_mesh(timeout=60)
@@ -168,3 +172,26 @@ def test_cut_off_from_every_tier_a_device_answers_degraded_and_says_so(cluster):
     assert reply["degraded"] and reply["route"] == "degraded" and reply["ran_on"] == cam.peer_id
     np.testing.assert_allclose(reply["outputs"][EXIT_OUTPUT], reference(data, x)[EXIT_OUTPUT], atol=1e-5)
     assert cam.client().get("/status")["inference"]["degraded"] >= 1
+
+
+def test_requests_that_queue_up_run_as_batches_with_the_same_answers(cluster):
+    cloud = by_name(cluster, "cloud")
+    data = cnn_bytes("mobilenet_v2", seed=4)
+    before = cloud.client().get("/status")["inference"]
+    inputs = [image(300 + i) for i in range(24)]
+    replies: list = [None] * len(inputs)
+
+    def send(i: int) -> None:
+        replies[i] = infer(cloud, "cnn", inputs[i], timeout=30)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None and r["route"] == "local" for r in replies)
+    for x, reply in zip(inputs, replies):  # a batched run equals single runs to float32 rounding
+        np.testing.assert_allclose(reply["outputs"]["logits"], reference(data, x)["logits"], atol=1e-4)
+    after = cloud.client().get("/status")["inference"]
+    assert after["batched_runs"] > before["batched_runs"]
+    assert after["batching"]["mean_batch_size"] > 1

@@ -41,7 +41,7 @@ def cluster(tmp_path_factory):
     gamma = c.init_node("gamma", tier="device", capabilities=("camera",), location="kitchen")
     # gamma has no spare capacity: its inferences must go to a peer.
     path = gamma.data_dir / NODE_FILE
-    path.write_text(path.read_text().replace("max_queue: 4", "max_queue: 0"))
+    path.write_text(path.read_text().replace("max_queue: 8", "max_queue: 0"))
     try:
         c.start_all()
         c.wait_mesh(timeout=60)

@@ -134,3 +134,18 @@ def test_never_a_full_or_excluded_peer_never_here_when_full(queue, peers, exclud
         assert chosen.has_room and int(r.peer[1:]) not in excluded
     if queue >= 32:
         assert r.kind != LOCAL
+
+
+def test_a_saturated_node_passes_requests_on_even_when_here_predicts_sooner():
+    """A CPU-bound node's own runs take the CPU it needs to pass its other requests on."""
+    busy_peer = Peer(peer="B", queue=3, max_queue=8, profile=profile(12.0, 12.0, 16.0))  # (3+1)*40 ms > 100 ms here
+    assert route(here=here(), peers=[busy_peer], remaining_s=30).kind == LOCAL
+    r = route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[busy_peer], remaining_s=30)
+    assert (r.kind, r.peer) == (REMOTE, "B")
+    # Past a peer's advertised room too (the peer refuses past its own hard limit) ...
+    full = Peer(peer="B", queue=8, max_queue=8, profile=FAST)
+    assert route(here=here(), peers=[full], remaining_s=30).kind == LOCAL
+    assert route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[full], remaining_s=30).peer == "B"
+    # ... but a peer that failed this request is not tried again, saturated or not.
+    assert route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[full], excluded=["B"],
+                 remaining_s=30).kind == LOCAL

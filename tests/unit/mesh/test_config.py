@@ -16,7 +16,7 @@ def write(tmp_path, text):
 
 def test_minimal_file_gets_defaults(tmp_path):
     cfg = Config.load(write(tmp_path, "name: a\n"))
-    assert cfg.tier == "edge" and cfg.inference.max_queue == 4 and cfg.raft.voters == 3
+    assert cfg.tier == "edge" and cfg.inference.max_queue == 8 and cfg.raft.voters == 3
     assert cfg.data_dir == tmp_path and cfg.listen_host == "127.0.0.1"
 
 
@@ -81,3 +81,14 @@ def test_result_cache_size_default_zero_and_bad_value(tmp_path) -> None:
     assert Config.from_dict({"name": "n", "inference": {"result_cache_mb": 0}}, data_dir=tmp_path)
     with pytest.raises(ConfigError, match="inference.result_cache_mb"):
         Config.from_dict({"name": "n", "inference": {"result_cache_mb": -1}}, data_dir=tmp_path)
+
+
+def test_offload_off_written_bare_in_yaml_means_off():
+    import yaml
+
+    from mesh.config import InferenceSettings
+
+    assert InferenceSettings(**yaml.safe_load("offload: off")).offload == "off"
+    assert InferenceSettings(**yaml.safe_load("offload: prefer")).offload == "prefer"
+    with pytest.raises(ValueError, match="offload"):
+        InferenceSettings(**yaml.safe_load("offload: on"))
