@@ -168,9 +168,11 @@ def route(*, here: Here, peers: Sequence[Peer], excluded: Iterable[str] = (), re
         allowed = [p for p in decision.considered
                    if p.peer is None or p.peer not in whole_only or p.cut in (0, mine.partitions)]
         best = min(allowed, key=lambda p: (round(p.predicted_ms, 9), p.parts, p.peer or "", p.cut))
-    if best.peer is None and here.saturated:
+    if best.peer is None and here.saturated and here.queue > 0:
         # A CPU-bound node that computes steals the CPU it needs to pass its other requests on (and
         # a quota's throttling makes its own predicted time optimistic): the best peer plan instead.
+        # One run at a time here still goes (queue 0): model runs are low-priority threads, so it
+        # takes only the CPU that passing requests on leaves idle.
         remote = [p for p in decision.considered
                   if p.peer is not None and (p.peer not in whole_only or p.cut in (0, mine.partitions))]
         if remote:

@@ -140,12 +140,15 @@ def test_a_saturated_node_passes_requests_on_even_when_here_predicts_sooner():
     """A CPU-bound node's own runs take the CPU it needs to pass its other requests on."""
     busy_peer = Peer(peer="B", queue=3, max_queue=8, profile=profile(12.0, 12.0, 16.0))  # (3+1)*40 ms > 100 ms here
     assert route(here=here(), peers=[busy_peer], remaining_s=30).kind == LOCAL
-    r = route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[busy_peer], remaining_s=30)
+    r = route(here=Here(profile=SLOW, queue=1, limit=32, saturated=True), peers=[busy_peer], remaining_s=30)
     assert (r.kind, r.peer) == (REMOTE, "B")
+    # One run at a time still goes here (it only takes CPU the node leaves idle: low-priority threads).
+    assert route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[busy_peer],
+                 remaining_s=30).kind == LOCAL
     # Past a peer's advertised room too (the peer refuses past its own hard limit) ...
     full = Peer(peer="B", queue=8, max_queue=8, profile=FAST)
     assert route(here=here(), peers=[full], remaining_s=30).kind == LOCAL
-    assert route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[full], remaining_s=30).peer == "B"
+    assert route(here=Here(profile=SLOW, queue=1, limit=32, saturated=True), peers=[full], remaining_s=30).peer == "B"
     # ... but a peer that failed this request is not tried again, saturated or not.
-    assert route(here=Here(profile=SLOW, queue=0, limit=32, saturated=True), peers=[full], excluded=["B"],
+    assert route(here=Here(profile=SLOW, queue=1, limit=32, saturated=True), peers=[full], excluded=["B"],
                  remaining_s=30).kind == LOCAL
