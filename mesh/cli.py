@@ -700,6 +700,45 @@ def model_add(name: str, file: Path, data_dir: Path, as_json: bool) -> None:
     emit(doc, as_json, lambda d: f"registered {d['name']} ({d['size']} bytes, sha256 {d['sha256'][:16]}…)")
 
 
+EXPORTABLE = ("ppocr-det", "ppocr-rec", "ppocr-cls", "silero-vad", "ppocr-cls-exit", "resnet18", "mobilenet_v2")
+
+
+@model.command("export")
+@click.argument("name", type=click.Choice(EXPORTABLE))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--size", type=int, default=64, show_default=True, help="Input size of a generated CNN (a multiple of 32).")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Channel width multiplier of a generated CNN.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@reports_errors
+def model_export(name: str, out: Path, size: int, width: float, as_json: bool) -> None:
+    """Write a model that ships with meshnode to OUT, ready for `model add`.
+
+    The shipped pretrained models (docs/models.md), ppocr-cls-exit (ppocr-cls with an early-exit head,
+    built here, the same bytes every time), or a generated ResNet-18- or MobileNetV2-shaped CNN
+    (seed 0) for benchmarks.
+    """
+    import hashlib
+
+    if name == "ppocr-cls-exit":
+        from inference.early_exit import early_exit_bytes
+
+        data = early_exit_bytes()
+    elif name in ("resnet18", "mobilenet_v2"):
+        from inference.cnn import cnn_bytes
+
+        data = cnn_bytes(name, 0, size=size, width=width)
+    else:
+        from inference.catalog import shipped_model
+
+        data = shipped_model(name).path().read_bytes()
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise MeshError(f"model: cannot write {out}: {exc.strerror or exc}") from exc
+    doc = {"name": name, "file": str(out), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    emit(doc, as_json, lambda d: f"wrote {d['name']} to {d['file']} ({d['size']} bytes, sha256 {d['sha256'][:16]}…)")
+
+
 @model.command("list")
 @data_dir_option
 @reports_errors
