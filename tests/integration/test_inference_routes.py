@@ -195,3 +195,34 @@ def test_requests_that_queue_up_run_as_batches_with_the_same_answers(cluster):
     after = cloud.client().get("/status")["inference"]
     assert after["batched_runs"] > before["batched_runs"]
     assert after["batching"]["mean_batch_size"] > 1
+
+
+def test_the_leader_places_every_registered_model_on_the_live_nodes(cluster):
+    """"The Raft leader writes placement (which nodes serve which model/partition) from capabilities"."""
+    ids = {n.peer_id for n in cluster.nodes}
+
+    def placed():
+        doc = cluster.nodes[0].client().get("/placement")
+        got = {p["model"]: {peer for part in p["partitions"] for peer in part["peers"]} for p in doc["placements"]}
+        return got if {"cnn", "exit"} <= set(got) and all(v == ids for v in got.values()) else None
+
+    got = wait_for(placed, 30, "the leader to place both models on all three nodes")
+    assert got["cnn"] == ids
+
+
+def test_placement_drops_a_dead_node_and_takes_it_back(cluster):
+    """"placement changes when nodes join, leave or die"."""
+    cloud = by_name(cluster, "cloud")
+    others = [n for n in cluster.nodes if n is not cloud]
+
+    def cnn_peers(node):
+        doc = node.client().get("/placement", model="cnn", stale="1")
+        return {peer for part in doc["partitions"] for peer in part["peers"]}
+
+    wait_for(lambda: cloud.peer_id in cnn_peers(others[0]), 30, "cloud to be placed")
+    os.kill(cloud.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: cloud.peer_id not in cnn_peers(others[0]), 60, "the leader to drop the stopped node")
+    finally:
+        os.kill(cloud.proc.pid, signal.SIGCONT)
+    wait_for(lambda: cloud.peer_id in cnn_peers(others[0]), 60, "the leader to place it again")
