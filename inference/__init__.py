@@ -2,7 +2,7 @@
 
 The mesh layer uses exactly the names in ``__all__``: model specs and input
 checks (``spec``), the tensor and request codecs (``messages``), the
-onnxruntime wrapper (``runtime``), the offload decision (``offload``), the
+onnxruntime wrapper (``runtime``), the
 result cache (``result_cache``) and a generated demo model (``demo_model``).
 """
 
@@ -19,7 +19,6 @@ from inference.messages import (
     decode_tensors,
     encode_tensors,
 )
-from inference.offload import PeerLoad, choose_target
 from inference.result_cache import ResultCache, result_key
 from inference.runtime import Runtime
 from inference.spec import read_model_spec, validate_inputs
@@ -34,12 +33,10 @@ __all__ = [
     "InvalidInput",
     "ModelSpec",
     "Overloaded",
-    "PeerLoad",
     "ResultCache",
     "Runtime",
     "TensorSpec",
     "build_demo_model",
-    "choose_target",
     "decode_tensors",
     "encode_tensors",
     "read_model_spec",

@@ -23,8 +23,8 @@ keeps its shape. Nothing here reads a clock: ``now`` is an argument.
 An advert's load (queue, recent latency, measured speed per model) is soft state
 with its own expiry, apart from the peer's state: it is stamped on arrival and
 used only while younger than ``LOAD_EXPIRES_AFTER`` (``fresh_load``). A peer can
-be alive — the failure detector hears it — while its adverts have stopped; offload
-then has no figures for it and leaves it out (``offload_candidates``).
+be alive — the failure detector hears it — while its adverts have stopped; routing
+then has no figures for it and leaves it out (``loads``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crdt.errors import RemoteProtocolError
-from inference import PeerLoad
 from inference.messages import PartProfile
 
 from .config import TIERS
@@ -350,21 +349,6 @@ class PeerTable:
     def loads(self, now: float) -> list[tuple[PeerRecord, Load]]:
         """Alive peers with an unexpired advert, beside its load: the only figures offload may use."""
         return [(r, load) for r in self.alive(now) if (load := r.fresh_load(now)) is not None]
-
-    def offload_candidates(self, model: str, now: float) -> list[PeerLoad]:
-        """What ``inference.choose_target`` may weigh for ``model``: unexpired adverts of alive peers only."""
-        return [
-            PeerLoad(
-                peer=r.descriptor.peer_id,
-                queue=load.queue,
-                max_queue=load.max_queue,
-                has_model=model in load.models,
-                rtt_ms=0.0,  # not measured per peer yet
-                strength=TIERS.index(r.descriptor.tier),  # device 0, edge 1, cloud 2: ties go to the stronger
-                run_ms=load.speed(model),
-            )
-            for r, load in self.loads(now)
-        ]
 
     def by_raft_addr(self, raft_addr: str) -> PeerRecord | None:
         """The peer that owns a Raft address."""

@@ -14,8 +14,8 @@ def test_public_names() -> None:
     assert set(inference.__all__) == {
         "MAX_HOPS", "MAX_TENSOR_BYTES", "WIRE_DTYPES",
         "InferReply", "InferRequest", "InferenceError", "InvalidInput", "ModelSpec",
-        "Overloaded", "PeerLoad", "ResultCache", "Runtime", "TensorSpec",
-        "build_demo_model", "choose_target", "decode_tensors", "encode_tensors",
+        "Overloaded", "ResultCache", "Runtime", "TensorSpec",
+        "build_demo_model", "decode_tensors", "encode_tensors",
         "read_model_spec", "result_key", "validate_inputs",
     }  # fmt: skip
     assert all(hasattr(inference, name) for name in inference.__all__)

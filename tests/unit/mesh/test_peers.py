@@ -218,24 +218,19 @@ def test_run_times_are_an_ewma_per_model_and_forget_unloaded_models():
     assert Load.from_wire(Load(queue=0, max_queue=1, speed_ms=times.speed_ms()).to_wire()).speed("b") == 4.0
 
 
-def test_offload_weighs_only_unexpired_figures():
-    """The offload choice never uses an expired advert (its load and speed are soft state)."""
-    from inference import choose_target
-
+def test_routing_weighs_only_unexpired_figures():
+    """Routing never uses an expired advert (its load, speed and profile are soft state)."""
     table = PeerTable("me")
     table.heard(desc("fast", name="fast", tier="cloud"), now=0.0)
     table.heard(desc("slow", name="slow", tier="device"), now=0.0)
     table.set_load("fast", Load(queue=1, max_queue=4, models=("m",), speed_ms=(("m", 5.0),)), now=0.0)
     table.set_load("slow", Load(queue=0, max_queue=4, models=("m",), speed_ms=(("m", 80.0),)), now=3.0)
-    (fast, slow) = table.offload_candidates("m", now=3.0)
-    assert (fast.peer, fast.run_ms, fast.strength, slow.strength) == ("fast", 5.0, 2, 0)
-    assert choose_target(4, 4, [fast, slow]) == "fast"  # 2 * 5 ms beats 1 * 80 ms
+    assert [(r.descriptor.peer_id, load.speed("m")) for r, load in table.loads(3.0)] == [("fast", 5.0), ("slow", 80.0)]
     # Later, "fast" is still alive (heard) but its last advert is older than LOAD_EXPIRES_AFTER.
     later = LOAD_EXPIRES_AFTER + 1.0
     table.heard(desc("fast", name="fast", tier="cloud"), now=later)
     assert table.get("fast").state(later) == "alive"
-    assert [c.peer for c in table.offload_candidates("m", now=later)] == ["slow"]
-    assert table.offload_candidates("other-model", now=later)[0].has_model is False
+    assert [r.descriptor.peer_id for r, _ in table.loads(later)] == ["slow"]
 
 
 def test_descriptor_start_time_round_trips_and_is_checked():
