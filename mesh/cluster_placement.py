@@ -76,6 +76,8 @@ def placement_driver(node: Node) -> PlacementDriver:
 
     from inference.placement import ServingNode
 
+    from .cpu_budget import memory_available
+
     def nodes(model: str) -> list[ServingNode]:
         now = trio.current_time()
         state = node.raft.state()
@@ -83,6 +85,7 @@ def placement_driver(node: Node) -> PlacementDriver:
         out = [ServingNode(peer=node.peer_id, tier=me.tier, alive=state.is_admitted(node.peer_id),
                            speed_ms=dict(node.inference.run_times.speed_ms()).get(model)
                            or _profiled(node.inference.served.get(model)),
+                           memory_free_bytes=_room(model, node.runtime.has(model), memory_available()),
                            capabilities=me.capabilities)]
         for rec in node.peers.records():
             d = rec.descriptor
@@ -92,6 +95,7 @@ def placement_driver(node: Node) -> PlacementDriver:
                 alive=rec.state(now) in ("alive", "suspect") and state.is_admitted(d.peer_id),
                 speed_ms=rec.load.speed(model) or (profile.whole_ms if profile is not None and profile.whole_ms > 0
                                                    else None),
+                memory_free_bytes=_room(model, model in rec.load.models, rec.load.memory_free),
                 capabilities=d.capabilities,
             ))
         return out
@@ -107,6 +111,11 @@ def placement_driver(node: Node) -> PlacementDriver:
         current=current,
         write=node.placement.set,
     )
+
+
+def _room(model: str, loaded: bool, free: int | None) -> int | None:
+    """Memory a node has for ``model``: a node that already holds it has room by definition."""
+    return None if loaded or free is None else free
 
 
 def _profiled(served) -> float | None:

@@ -1,4 +1,5 @@
-"""How much of its CPU this node uses: the fact behind "a busy node passes requests on rather than run them".
+"""This node's budget: how much of its CPU it uses (a busy node passes requests on rather than run them),
+and how much memory it could still take (placement does not put a model on a node without room for it).
 
 A node may run on a fraction of a machine: pinned to some cores
 (``sched_getaffinity``) or under a CPU quota (cgroup v1 ``cpu.cfs_quota_us``
@@ -33,23 +34,31 @@ def cpu_budget(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path(
     return min(cores, quota) if quota else cores
 
 
-def _quota(proc_cgroup: Path, root: Path) -> float | None:
+def _cgroups(proc_cgroup: Path) -> list[tuple[list[str], str]]:
+    """(controllers, path relative to the hierarchy root) per line of /proc/self/cgroup; [] if unreadable.
+
+    Controllers are empty for the cgroup v2 line.
+    """
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
-        return None
+        return []
+    out = []
     for line in lines:
         parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        rel = path.lstrip("/")
-        if "cpu" in controllers.split(","):  # cgroup v1
+        if len(parts) == 3:
+            out.append(([c for c in parts[1].split(",") if c], parts[2].lstrip("/")))
+    return out
+
+
+def _quota(proc_cgroup: Path, root: Path) -> float | None:
+    for controllers, rel in _cgroups(proc_cgroup):
+        if "cpu" in controllers:  # cgroup v1
             for base in (root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"):
                 found = _read_v1(base / rel)
                 if found is not None:
                     return found
-        elif controllers == "":  # cgroup v2
+        elif not controllers:  # cgroup v2
             for base in (root, root / "unified"):
                 found = _read_v2(base / rel / "cpu.max")
                 if found is not None:
@@ -77,6 +86,33 @@ def _read_v2(path: Path) -> float | None:
         return int(quota) / int(period) if int(period) > 0 else None
     except ValueError:
         return None
+
+
+def memory_available(meminfo: Path = Path("/proc/meminfo"), proc_cgroup: Path = Path("/proc/self/cgroup"),
+                     root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes this process could still allocate: MemAvailable, capped by a cgroup memory limit's headroom.
+
+    None when the system does not say (not Linux): placement then counts the node as having enough.
+    """
+    try:
+        fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    for controllers, rel in _cgroups(proc_cgroup):
+        if "memory" in controllers:
+            limit, usage = root / "memory" / rel / "memory.limit_in_bytes", root / "memory" / rel / "memory.usage_in_bytes"
+        elif not controllers:
+            limit, usage = root / rel / "memory.max", root / rel / "memory.current"
+        else:
+            continue
+        try:
+            cap, used = limit.read_text().strip(), int(usage.read_text())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 2**60:  # v1 writes a huge number for "no limit", v2 "max"
+            available = min(available, max(0, int(cap) - used))
+    return available
 
 
 class CpuUse:

@@ -52,7 +52,7 @@ from inference.router import DEGRADED, LOCAL, REFUSE, REMOTE, SPLIT, Here, Peer,
 from inference.serving import ServedModel, prepare, run_range
 
 from .compute_pool import ComputePool
-from .cpu_budget import CpuUse
+from .cpu_budget import CpuUse, memory_available
 from .models import record_spec
 from .peers import RunTimes
 
@@ -185,6 +185,7 @@ class InferenceService:
             "queue": self.queue, "models": tuple(loaded), "latency_ms": round(self.run_times.latency_ms, 3),
             "speed_ms": self.run_times.speed_ms(),
             "profiles": tuple(sorted((n, s.profile) for n, s in self.served.items() if n in loaded)),
+            "memory_free": memory_available(),
         }
 
     # -- requests ------------------------------------------------------------------

@@ -127,6 +127,15 @@ def _ms(value: Any, what: str) -> float:
     return float(value)
 
 
+def _bytes(value: Any, what: str) -> int | None:
+    """A peer's optional byte count: absent, or an int in 0..2**63."""
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise RemoteProtocolError(f"mesh: advert {what} must be a byte count (an int >= 0)")
+    return value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Load:
     """A peer's advertised load: soft state that expires with the advert.
@@ -143,6 +152,7 @@ class Load:
     latency_ms: float = 0.0  # recent request latency here (queue wait + run), EWMA; 0 = not measured
     speed_ms: tuple[tuple[str, float], ...] = ()  # (model, EWMA run time) sorted by model; measured here
     profiles: tuple[tuple[str, PartProfile], ...] = ()  # (model, per-partition figures) sorted by model
+    memory_free: int | None = None  # bytes the node could still allocate; None: not reported
 
     def speed(self, model: str) -> float | None:
         """Measured run time of ``model`` in ms, or None when not measured."""
@@ -156,7 +166,8 @@ class Load:
         """Plain dict for msgpack."""
         return {"queue": self.queue, "max_queue": self.max_queue, "models": list(self.models),
                 "latency_ms": self.latency_ms, "speed_ms": dict(self.speed_ms),
-                "profiles": {m: p.to_wire() for m, p in self.profiles}}
+                "profiles": {m: p.to_wire() for m, p in self.profiles},
+                **({} if self.memory_free is None else {"memory_free": self.memory_free})}
 
     @classmethod
     def from_wire(cls, obj: Any) -> Load:
@@ -190,6 +201,7 @@ class Load:
             latency_ms=_ms(obj.get("latency_ms", 0.0), "latency_ms"),
             speed_ms=tuple(sorted((m, _ms(v, f"speed_ms[{m!r}]")) for m, v in speed.items())),
             profiles=tuple(sorted((m, PartProfile.from_wire(v)) for m, v in profiles.items())),
+            memory_free=_bytes(obj.get("memory_free"), "memory_free"),
         )
 
 

@@ -61,3 +61,18 @@ def test_saturation_holds_until_the_use_falls_well_below():
     assert window((SATURATED + RELIEVED) / 2)  # passing requests on lowered it, not enough to let go
     assert not window(RELIEVED / 2)
     assert not window((SATURATED + RELIEVED) / 2)
+
+
+def test_memory_is_what_the_system_has_capped_by_a_cgroup_limit(tmp_path):
+    from mesh.cpu_budget import memory_available
+
+    (tmp_path / "meminfo").write_text("MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n")
+    (tmp_path / "cg").write_text("5:memory:/node\n")
+    d = tmp_path / "root" / "memory" / "node"
+    d.mkdir(parents=True)
+    (d / "memory.limit_in_bytes").write_text(str(1_000_000_000))
+    (d / "memory.usage_in_bytes").write_text(str(400_000_000))
+    assert memory_available(tmp_path / "meminfo", tmp_path / "cg", tmp_path / "root") == 600_000_000
+    (d / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "no limit"
+    assert memory_available(tmp_path / "meminfo", tmp_path / "cg", tmp_path / "root") == 4_096_000_000
+    assert memory_available(tmp_path / "missing", tmp_path / "cg", tmp_path / "root") is None

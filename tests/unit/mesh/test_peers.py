@@ -241,3 +241,12 @@ def test_descriptor_start_time_round_trips_and_is_checked():
     for bad in (-1, float("nan"), float("inf"), 2.0**40, "1", True, None):
         with pytest.raises(RemoteProtocolError, match="started_at"):
             Descriptor.from_wire({**d.to_wire(), "started_at": bad})
+
+
+def test_advertised_memory_round_trips_and_is_checked():
+    load = Load(queue=0, max_queue=4, memory_free=123_456)
+    assert Load.from_wire(load.to_wire()).memory_free == 123_456
+    assert Load.from_wire(Load(queue=0, max_queue=4).to_wire()).memory_free is None  # not reported
+    for bad in (-1, 1.5, "lots", True):
+        with pytest.raises(RemoteProtocolError, match="memory_free"):
+            Load.from_wire({**load.to_wire(), "memory_free": bad})
