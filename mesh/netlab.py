@@ -9,6 +9,9 @@ bridge in the switch namespace, with a 10.x address that exists nowhere else.
 - ``partition(side)`` moves the ports of ``side`` to ``br1``: the two groups
   can no longer reach each other, each group still talks within itself.
 - ``heal()`` moves every port back to ``br0``.
+- ``block(src, dst)`` cuts one direction (a blackhole route for dst's /32 in
+  src's namespace; no nftables needed), ``unblock_all()`` removes them;
+  ``netem(i, ...)`` shapes what host i sends (tc netem on its eth0).
 - ``close()`` stops the processes we started (by pid) and deletes our
   namespaces (which deletes the veths and bridges), even after a failure.
 
@@ -42,6 +45,7 @@ from .cluster import NodeProcesses, wait_for
 from .config import API_ADDR_FILE, MESH_KEY_FILE, NODE_FILE
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
+TC = shutil.which("tc") or "/usr/sbin/tc"
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -71,8 +75,27 @@ def why_unavailable() -> str | None:
     return None
 
 
-def socket_in(ns: str) -> socket.socket:
-    """A TCP socket that lives in network namespace ``ns``."""
+def why_no_netem() -> str | None:
+    """Why tc netem cannot shape traffic here (no namespaces, no ``tc``, a kernel without it), or None if it can."""
+    reason = why_unavailable()
+    if reason:
+        return reason
+    if not os.path.exists(TC):
+        return "iproute2's `tc` is not installed"
+    probe = f"labprobe{secrets.token_hex(3)}"
+    ip("netns", "add", probe)
+    try:
+        out = subprocess.run([TC, "-netns", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+                             capture_output=True, text=True, timeout=20, check=False)
+    finally:
+        ip("netns", "del", probe, check=False)
+    if out.returncode != 0:
+        return f"this kernel cannot run tc netem (CONFIG_NET_SCH_NETEM): {out.stderr.strip()}"
+    return None
+
+
+def socket_in(ns: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A TCP socket (or another ``kind``, e.g. ``socket.SOCK_DGRAM``) that lives in network namespace ``ns``."""
     result: dict[str, Any] = {}
 
     def make() -> None:
@@ -82,7 +105,7 @@ def socket_in(ns: str) -> socket.socket:
                 if _libc.setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-                result["sock"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                result["sock"] = socket.socket(socket.AF_INET, kind)
             finally:
                 os.close(fd)
         except OSError as exc:  # handed to the caller's thread
@@ -155,6 +178,8 @@ class Lan:
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[int, str] = {}  # host index -> its bridge
+        self.blocked: set[tuple[int, int]] = set()  # (src, dst) host pairs cut by block()
+        self.shaped: set[int] = set()  # hosts with a netem qdisc
 
     def build_switch(self) -> None:
         """The switch namespace with ``br0`` and ``br1``."""
@@ -212,6 +237,85 @@ class Lan:
             )
         self.procs.append(proc)
         return proc
+
+    def host_ns(self, index: int) -> str:
+        """The namespace of host ``index`` (which must exist)."""
+        if index not in self.ports:
+            raise MeshError(f"netlab: no host {index}; hosts are {sorted(self.ports)}")
+        return f"{self.prefix}{self.tag}n{index}"
+
+    def address(self, index: int) -> str:
+        """Host ``index``'s address on the LAN."""
+        self.host_ns(index)
+        return f"{self.subnet}.{index + 1}"
+
+    def block(self, src: int, dst: int) -> None:
+        """Host ``src`` can no longer send to host ``dst`` (a blackhole route for dst's /32 in src's namespace).
+
+        Packet filtering without nftables: the longest-prefix route wins over the
+        LAN's /24, so src's packets to dst are dropped while dst still sends to
+        src. Both ways blocked is a symmetric cut; TCP needs both ways.
+        """
+        if src == dst:
+            raise MeshError(f"netlab: a host cannot be blocked from itself ({src})")
+        ip("-n", self.host_ns(src), "route", "replace", "blackhole", f"{self.address(dst)}/32")
+        self.blocked.add((src, dst))
+
+    def unblock(self, src: int, dst: int) -> None:
+        """Undo ``block(src, dst)`` (no-op when not blocked)."""
+        if (src, dst) in self.blocked:
+            ip("-n", self.host_ns(src), "route", "del", "blackhole", f"{self.address(dst)}/32", check=False)
+            self.blocked.discard((src, dst))
+
+    def unblock_all(self) -> None:
+        """Remove every route ``block`` added."""
+        for src, dst in sorted(self.blocked):
+            self.unblock(src, dst)
+
+    def routes(self, index: int) -> list[str]:
+        """Host ``index``'s routing table, one route a line (to check what is installed)."""
+        return ip("-n", self.host_ns(index), "route", "show", "table", "all").stdout.splitlines()
+
+    def tc(self, index: int, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``tc`` inside host ``index``'s namespace."""
+        out = subprocess.run([TC, "-netns", self.host_ns(index), *args],
+                             capture_output=True, text=True, timeout=20, check=False)
+        if check and out.returncode != 0:
+            raise MeshError(f"netlab: `tc {' '.join(args)}` failed: {out.stderr.strip()}")
+        return out
+
+    def netem(self, index: int, *, delay_ms: float = 0, jitter_ms: float = 0, loss_pct: float = 0,
+              duplicate_pct: float = 0, reorder_pct: float = 0) -> None:
+        """Shape what host ``index`` sends with tc netem on its eth0 (replaces any earlier shaping)."""
+        if jitter_ms and not delay_ms:
+            raise MeshError("netlab: netem jitter needs a delay; set delay_ms too")
+        if reorder_pct and not delay_ms:
+            raise MeshError("netlab: netem reordering needs a delay (reordered packets skip it); set delay_ms")
+        args = ["qdisc", "replace", "dev", "eth0", "root", "netem"]
+        if delay_ms:
+            args += ["delay", f"{delay_ms:g}ms"] + ([f"{jitter_ms:g}ms"] if jitter_ms else [])
+        if loss_pct:
+            args += ["loss", f"{loss_pct:g}%"]
+        if duplicate_pct:
+            args += ["duplicate", f"{duplicate_pct:g}%"]
+        if reorder_pct:
+            args += ["reorder", f"{reorder_pct:g}%"]
+        out = self.tc(index, *args, check=False)
+        if out.returncode != 0:
+            hint = (" (this kernel has no netem: CONFIG_NET_SCH_NETEM; see why_no_netem())"
+                    if "qdisc kind is unknown" in out.stderr else "")
+            raise MeshError(f"netlab: `tc {' '.join(args)}` failed: {out.stderr.strip()}{hint}")
+        self.shaped.add(index)
+
+    def clear_netem(self, index: int) -> None:
+        """Host ``index`` back to its default queueing (no-op when not shaped)."""
+        if index in self.shaped:
+            self.tc(index, "qdisc", "del", "dev", "eth0", "root", check=False)
+            self.shaped.discard(index)
+
+    def qdisc(self, index: int) -> str:
+        """``tc qdisc show dev eth0`` in host ``index``'s namespace."""
+        return self.tc(index, "qdisc", "show", "dev", "eth0").stdout
 
     def close(self) -> None:
         """Stop our processes (by pid), then delete our namespaces (which deletes the veths)."""
@@ -316,6 +420,30 @@ class LanCluster(NodeProcesses):
         """Reconnect every node."""
         self.lan.heal()
 
+    def address(self, index: int) -> str:
+        """Node ``index``'s address on the LAN."""
+        return self.lan.address(index)
+
+    def block(self, src_index: int, dst_index: int) -> None:
+        """Node ``src_index`` can no longer send to node ``dst_index`` (see ``Lan.block``)."""
+        self.lan.block(src_index, dst_index)
+
+    def unblock(self, src_index: int, dst_index: int) -> None:
+        """Undo ``block(src_index, dst_index)``."""
+        self.lan.unblock(src_index, dst_index)
+
+    def unblock_all(self) -> None:
+        """Remove every block."""
+        self.lan.unblock_all()
+
+    def netem(self, index: int, **shaping: float) -> None:
+        """Delay, jitter, loss, duplication or reordering on what node ``index`` sends (see ``Lan.netem``)."""
+        self.lan.netem(index, **shaping)
+
+    def clear_netem(self, index: int) -> None:
+        """Node ``index`` sends unshaped again."""
+        self.lan.clear_netem(index)
+
     def log(self, node: LabNode) -> Path:
         """Where ``node`` logs."""
         return self.root / f"{node.name}.log"
@@ -352,4 +480,5 @@ def time_until(check, timeout: float, interval: float = 0.02) -> float | None:
     return None
 
 
-__all__ = ["LabNode", "Lan", "LanCluster", "NetnsClient", "ip", "socket_in", "time_until", "why_unavailable"]
+__all__ = ["LabNode", "Lan", "LanCluster", "NetnsClient", "ip", "socket_in", "time_until", "why_no_netem",
+           "why_unavailable"]
