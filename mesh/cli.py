@@ -799,6 +799,76 @@ def infer(name: str, input_file: Path, output_file: Path | None, timeout: float,
     emit(doc, as_json, render)
 
 
+# -- chaos -------------------------------------------------------------------------
+
+
+@main.group()
+def chaos() -> None:
+    """Fault-injection runs against a real local cluster, with checkers and a report."""
+
+
+@chaos.command("run")
+@click.option("--nodes", type=click.IntRange(3, 9), default=5, show_default=True)
+@click.option("--duration", type=click.FloatRange(10, 86_400), default=60.0, show_default=True,
+              help="Seconds of faults and load (then heal, a quiet period and the checks).")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same faults and load.")
+@click.option("--nemesis", "nemeses", default="partition-halves,partition-leader,kill,pause", show_default=True,
+              help="Comma-separated fault kinds, or 'all' (see `meshnode chaos list`).")
+@click.option("--workload", "workloads", default="register,sensor", show_default=True,
+              help="Comma-separated workloads (see `meshnode chaos list`).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write report.json into this directory.")
+@click.option("--backend", type=click.Choice(["auto", "netns", "local"]), default="auto", show_default=True,
+              help="netns: each node in its own network namespace (root); local: 127.0.0.1, process faults only.")
+@click.option("--quiet", "quiet_s", type=click.FloatRange(1, 600), default=15.0, show_default=True,
+              help="Seconds after the heal for replicas to agree (the convergence bound checked).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as one JSON document.")
+@reports_errors
+def chaos_run(nodes: int, duration: float, seed: int, nemeses: str, workloads: str, report_dir: Path | None,
+              backend: str, quiet_s: float, as_json: bool) -> None:
+    """Start NODES real nodes, inject faults on a seeded schedule under load, heal, check; exit 0 only if all pass."""
+    from .chaos.nemesis import parse_nemeses
+    from .chaos.runner import RunOptions, run
+
+    chosen = tuple(parse_nemeses(nemeses))  # an unknown name is a one-line error
+    options = RunOptions(nodes=nodes, duration=duration, seed=seed, nemeses=chosen,
+                         workloads=tuple(w.strip() for w in workloads.split(",") if w.strip()),
+                         report=report_dir, backend=backend, quiet=quiet_s)
+    report = run(options, progress=(lambda line: None) if as_json else (lambda line: click.echo(line, err=True)))
+    if as_json:
+        click.echo(json.dumps({"ok": report["ok"], "seed": report["seed"], "backend": report["backend"],
+                               "verdicts": report["verdicts"]}, indent=2, default=str))
+    else:
+        click.echo(("PASS" if report["ok"] else "FAIL") + f": {sum(v['ok'] for v in report['verdicts'])}/"
+                   f"{len(report['verdicts'])} checkers passed (seed {report['seed']}, {report['backend']} backend)"
+                   + (f"; report in {report_dir}/report.json" if report_dir else ""))
+    if not report["ok"]:
+        raise SystemExit(1)
+
+
+@chaos.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def chaos_list(as_json: bool) -> None:
+    """The nemeses, workloads and checkers a run can use."""
+    from .chaos.nemesis import NEMESES
+    from .chaos.runner import CHECKERS, WORKLOADS
+
+    doc = {"nemeses": NEMESES, "workloads": WORKLOADS, "checkers": CHECKERS}
+    emit(doc, as_json, lambda d: "\n".join(
+        f"{title}:\n" + "\n".join(f"  {name:<20} {text}" for name, text in d[key].items())
+        for key, title in (("nemeses", "nemeses"), ("workloads", "workloads"), ("checkers", "checkers"))))
+
+
+@chaos.command("clean")
+@reports_errors
+def chaos_clean() -> None:
+    """Remove what a crashed run left behind: its network namespaces and temp dirs."""
+    from .chaos.runner import clean
+
+    removed = clean()
+    click.echo("\n".join(f"removed {r}" for r in removed) if removed else "nothing to clean")
+
+
 # -- demo --------------------------------------------------------------------------
 
 

@@ -1,0 +1,513 @@
+"""``meshnode chaos run``: real nodes, workloads, a seeded fault schedule, heal, quiet period, checkers, a report.
+
+Theory of operation
+-------------------
+A run has five phases, each bounded in time:
+
+1. **Set-up.** N real ``meshnode`` processes: each in its own network namespace
+   (``mesh.netlab``) when this machine lets us build them (root, iproute2), so
+   partitions are real packet drops; otherwise on 127.0.0.1 (``LocalCluster``)
+   with process faults only, and the report says which backend ran and which
+   nemeses it could not apply. The mesh forms and agrees on a Raft leader.
+2. **Faults and load** for ``duration`` seconds. Client threads run the chosen
+   workloads against all nodes in turn, each operation recorded as invoke →
+   ok / fail / unknown with the runner's monotonic times (``history.Recorder``);
+   a nemesis thread applies the schedule ``nemesis.schedule(seed, ...)`` (the
+   same seed gives the same faults and the same workload choices); an observer
+   records every node's (term, leader) twice a second.
+3. **Heal.** Every fault is undone (``faults.heal_all``), stopped processes
+   continued, killed ones restarted.
+4. **Quiet period.** No new operations; the runner waits (at most ``quiet``
+   seconds) for the mesh to re-form and the replicas to agree.
+5. **Check.** The checkers (``mesh/chaos/checkers.py``) judge the histories and
+   the final states; ``report.json`` holds the seed, the schedule, what each
+   fault really did, the histories and every verdict. The run passes only if
+   every checker does.
+
+Workloads. ``register``: writes of run-unique values, linearizable reads and
+compare-and-set to a few config keys through Raft; a timeout or a lost
+connection is ``unknown`` (it may have committed), a clear refusal ``fail``.
+``sensor``: writes of run-unique values to a few sensor keys (acknowledged =
+durable on the node that took it) and increments of one counter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crdt.errors import MeshError
+
+from ..client import ClientError
+from . import checkers, faults, nemesis
+from .history import Recorder
+
+log = logging.getLogger("meshnode.chaos")
+
+WORKLOADS = {
+    "register": "config writes, linearizable reads and compare-and-set through Raft (checked: linearizable)",
+    "sensor": "sensor writes of unique values and counter increments through the CRDT "
+              "(checked: converged, no acknowledged write lost, counters exact)",
+}
+CHECKERS = {
+    "linearizable": "the register history has a linearization (WGL search, per key)",
+    "leaders-per-term": "no two nodes were ever seen leading the same term",
+    "crdt-converged": "after heal and the quiet period every replica holds the same sensor map",
+    "crdt-no-lost-writes": "every acknowledged sensor write is there unless a later write replaced it",
+    "counters-exact": "the counter equals the acknowledged increments (unknown ones may or may not count)",
+}
+DIR_PREFIX = "meshnode-chaos-"
+NS_PREFIX = "mnch"  # network namespaces of a run start with this (``chaos clean`` removes leftovers)
+REGISTER_KEYS = ("chaos/r0", "chaos/r1", "chaos/r2")
+SENSOR_KEYS = tuple(f"chaos/s{i}" for i in range(8))
+COUNTER = "chaos/count"
+OP_TIMEOUT = 3.0  # seconds a client waits for one operation before it counts as unknown
+CONVERGE_BOUND = 15.0  # seconds after the heal within which replicas must agree (the stated bound)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """What ``meshnode chaos run`` was asked for."""
+
+    nodes: int = 5
+    duration: float = 60.0
+    seed: int = 0
+    nemeses: tuple[str, ...] = ("partition-halves", "partition-leader", "kill", "pause")
+    workloads: tuple[str, ...] = ("register", "sensor")
+    report: Path | None = None
+    quiet: float = CONVERGE_BOUND
+    backend: str = "auto"  # auto, netns or local
+    clients: int = 3
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.nodes <= 9:
+            raise MeshError(f"chaos: --nodes must be 3..9, got {self.nodes}")
+        if not 10 <= self.duration <= 86_400:
+            raise MeshError(f"chaos: --duration must be 10..86400 seconds, got {self.duration:g}")
+        unknown = [w for w in self.workloads if w not in WORKLOADS]
+        if unknown or not self.workloads:
+            raise MeshError(f"chaos: unknown workload(s) {unknown or '(none given)'}; choose from {', '.join(WORKLOADS)}")
+        if self.backend not in ("auto", "netns", "local"):
+            raise MeshError(f"chaos: --backend must be auto, netns or local, got {self.backend!r}")
+        if not 1 <= self.clients <= 16:
+            raise MeshError(f"chaos: --clients must be 1..16, got {self.clients}")
+
+
+@dataclass
+class _Run:
+    options: RunOptions
+    cluster: Any
+    backend: str
+    names: list[str]
+    t0: float
+    rng: random.Random
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    register: Recorder = field(default_factory=Recorder)
+    sensor_writes: list[checkers.SensorWrite] = field(default_factory=list)
+    increments: list[checkers.Increment] = field(default_factory=list)
+    leaders: list[checkers.LeaderObservation] = field(default_factory=list)
+    actions: list[dict] = field(default_factory=list)
+    counter: int = 0
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def unique(self, prefix: str) -> str:
+        with self.lock:
+            self.counter += 1
+            return f"{prefix}-{self.counter}"
+
+
+def choose_backend(requested: str) -> tuple[str, str | None]:
+    """(backend, why netns is not used or None)."""
+    from ..netlab import why_unavailable
+
+    reason = why_unavailable()
+    if requested == "netns" and reason:
+        raise MeshError(f"chaos: the netns backend cannot run here: {reason}")
+    if requested == "local" or reason:
+        return "local", reason or "asked for the local backend"
+    return "netns", None
+
+
+def runnable_nemeses(requested: tuple[str, ...], backend: str, nodes: int) -> tuple[list[str], dict[str, str]]:
+    """The nemeses this backend can apply, and why each other one is skipped."""
+    from ..netlab import why_no_netem
+
+    keep, skipped = [], {}
+    for name in requested:
+        if name not in nemesis.NEMESES:
+            raise MeshError(f"chaos: unknown nemesis {name!r}; choose from {', '.join(nemesis.NEMESES)}")
+        if name.startswith("partition") and backend != "netns":
+            skipped[name] = "partitions need the network-namespace backend (root and iproute2)"
+        elif name == "netem" and (backend != "netns" or why_no_netem()):
+            skipped[name] = why_no_netem() or "netem needs the network-namespace backend"
+        elif name == "partition-ring" and nodes < 4:
+            skipped[name] = "a majorities ring needs at least 4 nodes"
+        else:
+            keep.append(name)
+    return keep, skipped
+
+
+def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
+    """Run one chaos test (see the module doc); returns the report (also written to ``options.report``)."""
+    backend, why_local = choose_backend(options.backend)
+    chosen, skipped = runnable_nemeses(options.nemeses, backend, options.nodes)
+    root = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    progress(f"chaos: {options.nodes} nodes, {backend} backend"
+             + (f" ({why_local})" if why_local and backend == "local" else "")
+             + f", seed {options.seed}, nemeses {', '.join(chosen) or 'none'}"
+             + (f"; skipped {', '.join(skipped)}" if skipped else ""))
+    cluster = None
+    try:
+        cluster, names = _start_cluster(root, options, backend, progress)
+        sched = nemesis.schedule(options.seed, names, options.duration, chosen) if chosen else []
+        r = _Run(options=options, cluster=cluster, backend=backend, names=names, t0=time.monotonic(),
+                 rng=random.Random(options.seed))
+        threads = [threading.Thread(target=_observe, args=(r,), daemon=True),
+                   threading.Thread(target=_nemesis, args=(r, sched, progress), daemon=True)]
+        for k in range(options.clients):
+            for w in options.workloads:
+                threads.append(threading.Thread(target=_client, args=(r, w, k), daemon=True))
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + options.duration
+        while time.monotonic() < deadline:
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+            progress(f"chaos: t={r.now():5.1f}s  ops {len(r.register.history())} register, "
+                     f"{len(r.sensor_writes)} sensor, {len(r.increments)} incr")
+        r.stop.set()
+        for t in threads:
+            t.join(OP_TIMEOUT + 10)
+        healed = faults.heal_all(cluster)
+        heal_at = r.now()
+        r.actions.append({"t": round(heal_at, 3), "fault": "heal-all", "actions": list(healed)})
+        progress(f"chaos: healed at t={heal_at:.1f}s; quiet period (up to {options.quiet:g} s)")
+        final, matched = _quiet(r, options.quiet)
+        verdicts = _check(r, final, matched, heal_at)
+        report = _report(r, sched, skipped, why_local, verdicts, final)
+    finally:
+        if cluster is not None:
+            _close(cluster)
+        shutil.rmtree(root, ignore_errors=True)
+    if options.report is not None:
+        _write(options.report, report)
+    for v in verdicts:
+        progress(f"chaos: {'PASS' if v['ok'] else 'FAIL'} {v['name']}: {v['summary']}")
+    return report
+
+
+def _start_cluster(root: Path, options: RunOptions, backend: str, progress) -> tuple[Any, list[str]]:
+    if backend == "netns":
+        from ..netlab import LanCluster
+
+        cluster = LanCluster(root / "lab", prefix=NS_PREFIX)
+        for _ in range(options.nodes):
+            cluster.add_node()
+    else:
+        from ..cluster import LocalCluster
+
+        cluster = LocalCluster(root / "local")
+        for i in range(options.nodes):
+            cluster.init_node(f"n{i}")
+    progress("chaos: starting nodes")
+    cluster.start_all()
+    cluster.wait_mesh(timeout=90)
+    _wait_leader(cluster)
+    return cluster, [n.name for n in cluster.nodes]
+
+
+def _wait_leader(cluster: Any, timeout: float = 60.0) -> None:
+    from ..cluster import wait_for
+
+    def agreed() -> bool:
+        leaders = set()
+        for node in cluster.nodes:
+            raft = node.client(timeout=2).get("/status")["raft"]
+            if raft["role"] != "forwarder":
+                leaders.add(raft.get("leader"))
+        return len(leaders) == 1 and None not in leaders
+
+    wait_for(agreed, timeout, "the nodes to agree on a Raft leader", interval=0.2)
+
+
+def _close(cluster: Any) -> None:
+    if hasattr(cluster, "close"):
+        cluster.close()
+    else:
+        cluster.stop_all()
+
+
+def _client_of(r: _Run, index: int):
+    node = r.cluster.nodes[index % len(r.cluster.nodes)]
+    return node.name, node.client(timeout=OP_TIMEOUT)
+
+
+def _outcome(exc: Exception) -> str:
+    """fail for a clear refusal the op cannot have passed, unknown when it may have committed."""
+    text = str(exc)
+    if isinstance(exc, ClientError) and any(s in text for s in ("must be", "is not set", "api: ")):
+        return "fail"
+    return "unknown"
+
+
+def _client(r: _Run, workload: str, k: int) -> None:
+    rng = random.Random(f"{r.options.seed}/{workload}/{k}")
+    i = k
+    while not r.stop.is_set():
+        i += 1
+        try:
+            name, client = _client_of(r, i)  # a killed node has no API address until it is back
+        except (ClientError, OSError, MeshError):
+            r.stop.wait(0.1)
+            continue
+        try:
+            if workload == "register":
+                _register_op(r, rng, name, client)
+            else:
+                _sensor_op(r, rng, name, client)
+        except Exception as exc:  # noqa: BLE001 - recorded in the history; the loop goes on
+            log.debug("chaos: %s op on %s: %s", workload, name, exc)
+        time.sleep(rng.uniform(0.01, 0.05))
+
+
+def _register_op(r: _Run, rng: random.Random, name: str, client) -> None:
+    key = rng.choice(REGISTER_KEYS)
+    roll = rng.random()
+    if roll < 0.4:
+        value = r.unique("w")
+        with r.lock:
+            h = r.register.invoke(process=name, kind="write", key=key, value=value, now=r.now())
+        try:
+            client.post("/config/set", {"key": key, "value": value})
+        except (ClientError, OSError) as exc:
+            with r.lock:
+                r.register.complete(h, status=_outcome(exc), now=r.now() if _outcome(exc) == "fail" else None)
+            return
+        with r.lock:
+            r.register.complete(h, status="ok", now=r.now())
+        return
+    # A linearizable read (through the log); its revision feeds a compare-and-set half the time.
+    with r.lock:
+        h = r.register.invoke(process=name, kind="read", key=key, now=r.now())
+    try:
+        entry = client.get("/config/get", key=key)
+        value, revision = entry["value"], entry["revision"]
+    except ClientError as exc:
+        if "is not set" in str(exc):
+            value, revision = None, 0
+        else:
+            with r.lock:
+                r.register.complete(h, status="fail" if _outcome(exc) == "fail" else "unknown", now=None
+                                    if _outcome(exc) != "fail" else r.now())
+            return
+    except OSError:
+        with r.lock:
+            r.register.complete(h, status="unknown", now=None)
+        return
+    with r.lock:
+        r.register.complete(h, status="ok", now=r.now(), result=value)
+    if roll < 0.7:
+        return
+    new = r.unique("c")
+    with r.lock:
+        h = r.register.invoke(process=name, kind="cas", key=key, value=(value, new), now=r.now())
+    try:
+        answer = client.post("/config/cas", {"key": key, "value": new, "expected_revision": revision})
+    except (ClientError, OSError) as exc:
+        with r.lock:
+            status = _outcome(exc)
+            r.register.complete(h, status=status, now=r.now() if status == "fail" else None)
+        return
+    with r.lock:
+        r.register.complete(h, status="ok", now=r.now(), result=bool(answer["swapped"]))
+
+
+def _sensor_op(r: _Run, rng: random.Random, name: str, client) -> None:
+    if rng.random() < 0.25:
+        by = rng.choice((1, 1, 2, 5))
+        try:
+            client.post("/state/incr", {"key": COUNTER, "by": by})
+            status = "ok"
+        except (ClientError, OSError) as exc:
+            status = _outcome(exc)
+        with r.lock:
+            r.increments.append(checkers.Increment(counter=COUNTER, by=by, status=status))
+        return
+    key, value = rng.choice(SENSOR_KEYS), r.unique("s")
+    try:
+        answer = client.post("/state/put", {"key": key, "value": value})
+    except (ClientError, OSError) as exc:
+        with r.lock:
+            r.sensor_writes.append(checkers.SensorWrite(node=name, key=key, value=value, stamp=None,
+                                                        status=_outcome(exc)))
+        return
+    with r.lock:
+        r.sensor_writes.append(checkers.SensorWrite(node=name, key=key, value=value, stamp=tuple(answer["hlc"])))
+
+
+def _observe(r: _Run) -> None:
+    while not r.stop.is_set():
+        for node in list(r.cluster.nodes):
+            try:
+                raft = node.client(timeout=1).get("/status")["raft"]
+            except (ClientError, OSError, MeshError):
+                continue
+            if raft.get("leader") and raft.get("term") is not None:
+                with r.lock:
+                    r.leaders.append(checkers.LeaderObservation(node=node.name, term=raft["term"],
+                                                                leader=raft["leader"], time=r.now()))
+        r.stop.wait(0.5)
+
+
+def _leader_index(r: _Run) -> int:
+    with r.lock:
+        seen = list(r.leaders[-20:])
+    if not seen:
+        return 0
+    leader = max(seen, key=lambda o: (o.term, o.time)).leader
+    for i, node in enumerate(r.cluster.nodes):
+        if getattr(node, "peer_id", None) == leader:
+            return i
+    return 0
+
+
+def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
+    for fault in sched:
+        if r.stop.wait(max(0.0, fault.start_s - r.now())):
+            return
+        try:
+            injection = faults.apply(fault, r.cluster, resolve_leader=lambda: _leader_index(r))
+        except MeshError as exc:
+            r.actions.append({"t": round(r.now(), 3), "fault": fault.describe(), "error": str(exc)})
+            continue
+        progress(f"chaos: t={r.now():5.1f}s  {injection.fault.describe()}")
+        r.actions.append({"t": round(r.now(), 3), "fault": injection.fault.describe(), "kind": fault.kind,
+                          "until": fault.end_s, "actions": list(injection.actions)})
+        r.stop.wait(max(0.0, fault.end_s - r.now()))
+        try:
+            done = faults.heal(injection.fault, r.cluster)
+        except MeshError as exc:
+            done = (f"heal failed: {exc}",)
+        r.actions.append({"t": round(r.now(), 3), "fault": f"heal {fault.kind}", "actions": list(done)})
+
+
+def _states(r: _Run) -> dict[str, dict | None]:
+    out = {}
+    for node in r.cluster.nodes:
+        try:
+            rows = node.client(timeout=5).get("/state/list", prefix="chaos/s")
+            out[node.name] = {row["key"]: row["value"] for row in rows}
+        except (ClientError, OSError, MeshError):
+            out[node.name] = None
+    return out
+
+
+def _quiet(r: _Run, quiet: float) -> tuple[dict[str, dict | None], dict[str, float | None]]:
+    """Poll until every node holds the same sensor map (or ``quiet`` passes); when each first matched."""
+    matched: dict[str, float | None] = {n: None for n in r.names}
+    deadline = time.monotonic() + quiet
+    final = _states(r)
+    while True:
+        values = [json.dumps(s, sort_keys=True) for s in final.values() if s is not None]
+        common = max(set(values), key=values.count) if values else None
+        for name, state in final.items():
+            if state is not None and json.dumps(state, sort_keys=True) == common and matched[name] is None:
+                matched[name] = r.now()
+        if all(m is not None for m in matched.values()) or time.monotonic() >= deadline:
+            return final, matched
+        time.sleep(0.5)
+        final = _states(r)
+
+
+def _check(r: _Run, final: dict[str, dict | None], matched: dict[str, float | None], heal_at: float) -> list[dict]:
+    verdicts = []
+    if "register" in r.options.workloads:
+        verdicts.append(checkers.linearizable(r.register.history()).to_dict())
+    verdicts.append(checkers.leaders_per_term(r.leaders).to_dict())
+    if "sensor" in r.options.workloads:
+        replicas = [checkers.Replica(node=n, state=s or {}, matched_at=matched[n]) for n, s in final.items()]
+        verdicts.append(checkers.crdt_converged(replicas, CONVERGE_BOUND, heal_at).to_dict())
+        reference = next((s for s in final.values() if s is not None), {})
+        verdicts.append(checkers.crdt_no_lost_writes(r.sensor_writes, reference).to_dict())
+        verdicts.append(checkers.counters_exact(r.increments, {COUNTER: _counter(r)}).to_dict())
+    return verdicts
+
+
+def _counter(r: _Run) -> int:
+    """The counter as the first node that answers reads it (all replicas are equal after the quiet period)."""
+    for node in r.cluster.nodes:
+        try:
+            value = node.client(timeout=5).get("/state/get", key=COUNTER)["value"]
+        except ClientError as exc:
+            if "is not set" in str(exc):
+                return 0
+            continue
+        except (OSError, MeshError):
+            continue
+        if type(value) is int:
+            return value
+    return 0
+
+
+def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
+    history = r.register.history()
+    return {
+        "format": "meshnode-chaos-report", "version": 1,
+        "seed": r.options.seed, "nodes": r.names, "backend": r.backend,
+        "backend_note": why_local if r.backend == "local" else "network namespaces, packet drops by route",
+        "duration_s": r.options.duration, "quiet_s": r.options.quiet,
+        "workloads": list(r.options.workloads),
+        "nemeses": [f.kind for f in sched], "skipped_nemeses": skipped,
+        "schedule": [{"kind": f.kind, "start_s": f.start_s, "end_s": f.end_s, "describe": f.describe()}
+                     for f in sched],
+        "actions": r.actions,
+        "history": {"register": json.loads(history.to_json()),
+                    "sensor_writes": [{"node": w.node, "key": w.key, "value": w.value, "status": w.status,
+                                       "stamp": list(w.stamp) if w.stamp else None} for w in r.sensor_writes],
+                    "increments": [{"by": i.by, "status": i.status} for i in r.increments],
+                    "leaders": [{"node": o.node, "term": o.term, "leader": o.leader, "at": round(o.time, 3)}
+                                for o in r.leaders]},
+        "final_state": final,
+        "verdicts": verdicts,
+        "ok": all(v["ok"] for v in verdicts),
+    }
+
+
+def _write(directory: Path, report: dict) -> None:
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    except OSError as exc:
+        raise MeshError(f"chaos: cannot write the report to {directory}: {exc.strerror or exc}") from exc
+
+
+def clean() -> list[str]:
+    """Remove what a crashed run left: our network namespaces and temp dirs; returns what was removed."""
+    from ..netlab import ip
+
+    removed = []
+    listing = ip("netns", "list", check=False).stdout.split("\n")
+    for line in listing:
+        name = line.split(" ")[0].strip()
+        if name.startswith(NS_PREFIX):
+            ip("netns", "delete", name, check=False)
+            removed.append(f"netns {name}")
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+__all__ = ["CHECKERS", "WORKLOADS", "RunOptions", "clean", "run"]
