@@ -21,8 +21,8 @@ A run has five phases, each bounded in time:
    seconds) for the mesh to re-form and the replicas to agree.
 5. **Check.** The checkers (``mesh/chaos/checkers.py``) judge the histories and
    the final states; ``report.json`` holds the seed, the schedule, what each
-   fault really did, the histories and every verdict. The run passes only if
-   every checker does.
+   fault really did, the histories and every verdict, and ``report.html``
+   draws it (``report_html.py``). The run passes only if every checker does.
 
 Workloads. ``register``: writes of run-unique values, linearizable reads and
 compare-and-set to a few config keys through Raft; a timeout or a lost
@@ -50,6 +50,7 @@ from crdt.errors import MeshError
 from ..client import ClientError
 from . import checkers, faults, nemesis
 from .history import Recorder
+from .report_html import render as render_html
 
 log = logging.getLogger("meshnode.chaos")
 
@@ -114,6 +115,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     register: Recorder = field(default_factory=Recorder)
     sensor_writes: list[checkers.SensorWrite] = field(default_factory=list)
+    sensor_times: list[float] = field(default_factory=list)  # when each sensor write completed
     increments: list[checkers.Increment] = field(default_factory=list)
     leaders: list[checkers.LeaderObservation] = field(default_factory=list)
     actions: list[dict] = field(default_factory=list)
@@ -196,6 +198,7 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
         final, matched = _quiet(r, options.quiet)
         verdicts = _check(r, final, matched, heal_at)
         report = _report(r, sched, skipped, why_local, verdicts, final)
+        report["converged_at"] = {n: (None if t is None else round(t, 3)) for n, t in matched.items()}
     finally:
         if cluster is not None:
             _close(cluster)
@@ -351,9 +354,11 @@ def _sensor_op(r: _Run, rng: random.Random, name: str, client) -> None:
         with r.lock:
             r.sensor_writes.append(checkers.SensorWrite(node=name, key=key, value=value, stamp=None,
                                                         status=_outcome(exc)))
+            r.sensor_times.append(r.now())
         return
     with r.lock:
         r.sensor_writes.append(checkers.SensorWrite(node=name, key=key, value=value, stamp=tuple(answer["hlc"])))
+        r.sensor_times.append(r.now())
 
 
 def _observe(r: _Run) -> None:
@@ -474,7 +479,8 @@ def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
         "actions": r.actions,
         "history": {"register": json.loads(history.to_json()),
                     "sensor_writes": [{"node": w.node, "key": w.key, "value": w.value, "status": w.status,
-                                       "stamp": list(w.stamp) if w.stamp else None} for w in r.sensor_writes],
+                                       "stamp": list(w.stamp) if w.stamp else None, "t": round(t, 3)}
+                                      for w, t in zip(r.sensor_writes, r.sensor_times)],
                     "increments": [{"by": i.by, "status": i.status} for i in r.increments],
                     "leaders": [{"node": o.node, "term": o.term, "leader": o.leader, "at": round(o.time, 3)}
                                 for o in r.leaders]},
@@ -489,6 +495,7 @@ def _write(directory: Path, report: dict) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        (directory / "report.html").write_text(render_html(report))
     except OSError as exc:
         raise MeshError(f"chaos: cannot write the report to {directory}: {exc.strerror or exc}") from exc
 

@@ -35,6 +35,7 @@ def test_partition_pause_and_leader_kill_lose_nothing(tmp_path):
                             backend=backend), progress=lines.append)
     print("\n".join(lines))
     assert json.loads((tmp_path / "report.json").read_text())["seed"] == SEED
+    assert "<svg" in (tmp_path / "report.html").read_text()
     failed = [v for v in report["verdicts"] if not v["ok"]]
     assert not failed, failed
     names = {v["name"] for v in report["verdicts"]}
