@@ -814,7 +814,7 @@ def chaos() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same faults and load.")
 @click.option("--nemesis", "nemeses", default="partition-halves,partition-leader,kill,pause", show_default=True,
               help="Comma-separated fault kinds, or 'all' (see `meshnode chaos list`).")
-@click.option("--workload", "workloads", default="register,sensor", show_default=True,
+@click.option("--workload", "workloads", default="register,sensor,inference", show_default=True,
               help="Comma-separated workloads (see `meshnode chaos list`).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json into this directory.")

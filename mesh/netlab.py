@@ -132,14 +132,15 @@ class NetnsClient:
         host, _, port = addr_file.read_text().strip().rpartition(":")
         self.addr = (host, int(port))
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 content_type: str = "application/json", raw: bool = False) -> Any:
         sock = socket_in(self.ns)
         conn = http.client.HTTPConnection(*self.addr, timeout=self.timeout)
         try:
             sock.settimeout(self.timeout)
             sock.connect(self.addr)
             conn.sock = sock
-            headers = {"Content-Type": "application/json"} if body is not None else {}
+            headers = {"Content-Type": content_type} if body is not None else {}
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -154,7 +155,13 @@ class NetnsClient:
             except (ValueError, KeyError, TypeError):
                 message = f"HTTP {resp.status}: {data[:200]!r}"
             raise ClientError(message)
-        return json.loads(data)
+        return data if raw else json.loads(data)
+
+    def post_msgpack(self, path: str, body: dict) -> Any:
+        """POST msgpack (tensors), return the decoded msgpack answer (as ``mesh.client.Client.post_msgpack``)."""
+        from .wire import pack, unpack
+
+        return unpack(self._request("POST", path, pack(body), content_type="application/msgpack", raw=True))
 
     def get(self, path: str, **params: str) -> Any:
         """GET a JSON document."""

@@ -29,6 +29,10 @@ compare-and-set to a few config keys through Raft; a timeout or a lost
 connection is ``unknown`` (it may have committed), a clear refusal ``fail``.
 ``sensor``: writes of run-unique values to a few sensor keys (acknowledged =
 durable on the node that took it) and increments of one counter.
+``inference``: requests to the demo model (registered at set-up) with inputs
+whose answers the runner computed beforehand, a 5 s deadline each; a request
+whose entry node itself does not answer (it is the one killed or paused) is
+counted apart as unjudged, since no node of the mesh had it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from .report_html import render as render_html
 log = logging.getLogger("meshnode.chaos")
 
 WORKLOADS = {
+    "inference": "requests to the demo model with known answers, to every node in turn "
+                 "(checked: each answered correctly or refused clearly, within its deadline)",
     "register": "config writes, linearizable reads and compare-and-set through Raft (checked: linearizable)",
     "sensor": "sensor writes of unique values and counter increments through the CRDT "
               "(checked: converged, no acknowledged write lost, counters exact)",
@@ -65,7 +71,11 @@ CHECKERS = {
     "crdt-converged": "after heal and the quiet period every replica holds the same sensor map",
     "crdt-no-lost-writes": "every acknowledged sensor write is there unless a later write replaced it",
     "counters-exact": "the counter equals the acknowledged increments (unknown ones may or may not count)",
+    "inference-answers": "every inference request answered correctly or refused with a clear error, in time",
 }
+MODEL = "chaos-demo"
+INFER_DEADLINE = 5.0  # seconds each inference request may take (its timeout)
+INPUTS = 8  # distinct inputs, each with its answer computed here beforehand
 DIR_PREFIX = "meshnode-chaos-"
 NS_PREFIX = "mnch"  # network namespaces of a run start with this (``chaos clean`` removes leftovers)
 REGISTER_KEYS = ("chaos/r0", "chaos/r1", "chaos/r2")
@@ -83,7 +93,7 @@ class RunOptions:
     duration: float = 60.0
     seed: int = 0
     nemeses: tuple[str, ...] = ("partition-halves", "partition-leader", "kill", "pause")
-    workloads: tuple[str, ...] = ("register", "sensor")
+    workloads: tuple[str, ...] = ("register", "sensor", "inference")
     report: Path | None = None
     quiet: float = CONVERGE_BOUND
     backend: str = "auto"  # auto, netns or local
@@ -120,6 +130,9 @@ class _Run:
     leaders: list[checkers.LeaderObservation] = field(default_factory=list)
     actions: list[dict] = field(default_factory=list)
     counter: int = 0
+    inference: list[checkers.InferenceRequest] = field(default_factory=list)
+    unjudged: int = 0  # inference requests whose entry node itself did not answer (faulted): not the mesh's doing
+    pool: list[tuple[dict, dict]] = field(default_factory=list)  # (inputs, expected outputs)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -176,6 +189,8 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
         sched = nemesis.schedule(options.seed, names, options.duration, chosen) if chosen else []
         r = _Run(options=options, cluster=cluster, backend=backend, names=names, t0=time.monotonic(),
                  rng=random.Random(options.seed))
+        if "inference" in options.workloads:
+            r.pool = _register_model(cluster, root, options.seed, progress)
         threads = [threading.Thread(target=_observe, args=(r,), daemon=True),
                    threading.Thread(target=_nemesis, args=(r, sched, progress), daemon=True)]
         for k in range(options.clients):
@@ -277,6 +292,8 @@ def _client(r: _Run, workload: str, k: int) -> None:
         try:
             if workload == "register":
                 _register_op(r, rng, name, client)
+            elif workload == "inference":
+                _infer_op(r, rng, name, client)
             else:
                 _sensor_op(r, rng, name, client)
         except Exception as exc:  # noqa: BLE001 - recorded in the history; the loop goes on
@@ -361,6 +378,68 @@ def _sensor_op(r: _Run, rng: random.Random, name: str, client) -> None:
         r.sensor_times.append(r.now())
 
 
+def _register_model(cluster: Any, root: Path, seed: int, progress) -> list[tuple[dict, dict]]:
+    """Register the demo model, wait until every node has loaded it; the inputs and their answers."""
+    import numpy as np
+
+    from inference import Runtime, build_demo_model
+    from inference.spec import read_model_spec
+
+    from ..cluster import wait_for
+
+    path = build_demo_model(root / "chaos-demo.onnx", seed=seed)
+    cluster.nodes[0].client(timeout=30).post("/models/add", {"name": MODEL, "path": str(path)})
+    for node in cluster.nodes:
+        wait_for(lambda node=node: MODEL in node.client(timeout=5).get("/status")["models"], 60,
+                 f"{node.name} to load the demo model")
+    runtime, spec = Runtime(), read_model_spec(path)
+    runtime.load(MODEL, path, spec)
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(INPUTS):
+        inputs = {t.name: rng.standard_normal([d if isinstance(d, int) and d > 0 else 1 for d in t.shape])
+                  .astype(np.float32) for t in spec.inputs}
+        pool.append((inputs, runtime.run(MODEL, inputs)))
+    progress(f"chaos: demo model registered and loaded on {len(cluster.nodes)} nodes")
+    return pool
+
+
+def _infer_op(r: _Run, rng: random.Random, name: str, client) -> None:
+    import numpy as np
+
+    from inference import decode_tensors, encode_tensors
+
+    j = rng.randrange(len(r.pool))
+    inputs, expected = r.pool[j]
+    request_id = r.unique("i")
+    client.timeout = INFER_DEADLINE + 5.0  # longer than the deadline: the node must answer or refuse first
+    started = time.monotonic()
+    answer = error = None
+    try:
+        reply = client.post_msgpack("/infer", {"model": MODEL, "inputs": encode_tensors(inputs),
+                                               "timeout": INFER_DEADLINE})
+        outputs = decode_tensors(reply["outputs"])
+        same = set(outputs) == set(expected) and all(
+            np.allclose(outputs[k], expected[k], atol=1e-4) for k in expected)  # batched runs round differently
+        answer = "expected" if same else f"differs on {sorted(outputs)}"
+    except ClientError as exc:
+        text = str(exc)
+        if text.startswith("client: "):  # the entry node itself did not answer: it is the one faulted
+            with r.lock:
+                r.unjudged += 1
+            return
+        error = text
+    except OSError:  # a read that timed out on the entry node's own socket: that node is the faulted one
+        with r.lock:
+            r.unjudged += 1
+        return
+    elapsed = time.monotonic() - started
+    with r.lock:
+        r.inference.append(checkers.InferenceRequest(
+            id=request_id, expected="expected", answer=answer, error=error, answered=int(answer is not None),
+            deadline=INFER_DEADLINE, elapsed=elapsed))
+
+
 def _observe(r: _Run) -> None:
     while not r.stop.is_set():
         for node in list(r.cluster.nodes):
@@ -440,6 +519,8 @@ def _check(r: _Run, final: dict[str, dict | None], matched: dict[str, float | No
     if "register" in r.options.workloads:
         verdicts.append(checkers.linearizable(r.register.history()).to_dict())
     verdicts.append(checkers.leaders_per_term(r.leaders).to_dict())
+    if "inference" in r.options.workloads:
+        verdicts.append(checkers.inference_answers(r.inference, grace_s=1.0).to_dict())
     if "sensor" in r.options.workloads:
         replicas = [checkers.Replica(node=n, state=s or {}, matched_at=matched[n]) for n, s in final.items()]
         verdicts.append(checkers.crdt_converged(replicas, CONVERGE_BOUND, heal_at).to_dict())
@@ -482,6 +563,9 @@ def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
                                        "stamp": list(w.stamp) if w.stamp else None, "t": round(t, 3)}
                                       for w, t in zip(r.sensor_writes, r.sensor_times)],
                     "increments": [{"by": i.by, "status": i.status} for i in r.increments],
+                    "inference": [{"id": q.id, "answer": q.answer, "error": q.error, "elapsed": q.elapsed}
+                                  for q in r.inference],
+                    "inference_unjudged": r.unjudged,
                     "leaders": [{"node": o.node, "term": o.term, "leader": o.leader, "at": round(o.time, 3)}
                                 for o in r.leaders]},
         "final_state": final,

@@ -39,7 +39,8 @@ def test_partition_pause_and_leader_kill_lose_nothing(tmp_path):
     failed = [v for v in report["verdicts"] if not v["ok"]]
     assert not failed, failed
     names = {v["name"] for v in report["verdicts"]}
-    assert {"linearizable", "leaders_per_term", "crdt_converged", "crdt_no_lost_writes", "counters_exact"} <= names
+    assert {"linearizable", "leaders_per_term", "crdt_converged", "crdt_no_lost_writes", "counters_exact",
+            "inference_answers"} <= names
     applied = [a for a in report["actions"] if a.get("kind")]
     kinds = [a["kind"] for a in applied]
     assert "pause" in kinds and "kill" in kinds
@@ -50,3 +51,4 @@ def test_partition_pause_and_leader_kill_lose_nothing(tmp_path):
     # Enough happened for the checks to mean something.
     history = report["history"]
     assert len(history["register"]["ops"]) > 100 and len(history["sensor_writes"]) > 100
+    assert len(history["inference"]) > 100
