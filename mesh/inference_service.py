@@ -106,6 +106,7 @@ class InferenceService:
         self._serving: dict[tuple[str, str], trio.Event] = {}
         self._answers: OrderedDict[tuple[str, str], dict] = OrderedDict()
         self.placed: dict[str, frozenset[str]] = {}  # model -> peers the leader placed it on
+        self._registry: dict = {}  # the model registry as last read (used when no voter answers)
         # Dynamic batching (inference/batching.py): requests that queue up while the workers are busy
         # go together, up to max_batch, when the model has a free batch axis.
         self.cpu = CpuUse()  # our CPU use against our budget: a saturated node passes requests on
@@ -194,7 +195,15 @@ class InferenceService:
                     exit_threshold: float | None = None) -> InferResult:
         """Answer one request here, on a peer or split, within ``timeout`` seconds (see the module doc)."""
         node = self._node
-        models = await node.cluster_models()
+        try:
+            models = await node.cluster_models()
+            self._registry = models
+        except MeshError:
+            # A node that does not vote asks a voter; cut off from them (or the one asked just died), the
+            # registry it last read still says what the model is: inference keeps working offline.
+            if model not in self._registry:
+                raise
+            models = self._registry
         record = models.get(model)
         if record is None:
             raise MeshError(f"inference: model {model!r} is not registered (add it with `meshnode model add`)")
