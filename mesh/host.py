@@ -314,7 +314,7 @@ class Host:
                 "(down, or holding a different mesh key)"
             ) from exc
         except Exception as exc:
-            if "upgrade security" in str(exc):
+            if _mentions(exc, "upgrade security"):
                 # With different PSKs the Noise negotiation sees noise: it fails at once or times out.
                 raise DialError(
                     f"mesh: {addr} failed the handshake: it holds a different mesh key, or is not a meshnode"
@@ -499,3 +499,24 @@ class _Mdns:
             self.listener.stop()
         finally:
             self.zc.close()
+
+
+# py-libp2p's errors for a handshake that failed (the case of a peer with another mesh key), by name:
+# an error of one of these types can carry an empty message.
+HANDSHAKE_ERRORS = frozenset({"SecurityUpgradeFailure", "HandshakeFailure", "NoiseFailure"})
+
+
+def _mentions(exc: BaseException, text: str, depth: int = 6) -> bool:
+    """Whether ``text`` is in ``exc``'s message or in one of the errors behind it (or one is a handshake failure).
+
+    py-libp2p reports a failed dial as "no addresses established a successful
+    connection (with exceptions)", with the per-address errors (a failed
+    security upgrade, say) only as its cause or in an exception group.
+    """
+    if text in str(exc) or type(exc).__name__ in HANDSHAKE_ERRORS:
+        return True
+    if depth <= 0:
+        return False
+    inner = list(getattr(exc, "exceptions", ()) or ()) + list(getattr(exc, "errors", ()) or ())
+    inner += [e for e in (exc.__cause__, exc.__context__) if e is not None]
+    return any(_mentions(e, text, depth - 1) for e in inner[:16])

@@ -220,3 +220,22 @@ def test_a_peer_flooding_streams_or_garbage_is_reported_for_cut_off():
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_a_handshake_failure_buried_in_libp2p_s_dial_error_is_recognised():
+    """py-libp2p wraps per-address errors (one may have an empty message) in its dial error's cause."""
+    from libp2p.exceptions import MultiError
+    from libp2p.transport.exceptions import SecurityUpgradeFailure
+
+    from mesh.host import _mentions
+
+    def dial_error(*inner: Exception) -> Exception:
+        try:
+            raise RuntimeError("unable to connect, no addresses established a successful connection") from MultiError(
+                list(inner))
+        except RuntimeError as exc:
+            return exc
+
+    assert _mentions(dial_error(SecurityUpgradeFailure("")), "upgrade security")
+    assert _mentions(dial_error(OSError("x"), Exception("failed to upgrade security for peer")), "upgrade security")
+    assert not _mentions(dial_error(ConnectionRefusedError("refused")), "upgrade security")
