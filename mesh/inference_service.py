@@ -66,6 +66,7 @@ RECENT_ANSWERS = 256  # answers kept per node for retried requests (by peer and 
 LINK_WINDOW = 32  # link-cost samples per peer whose minimum is the link's figure
 PREPARE_EVERY = 0.5  # seconds between looks for loaded models not yet cut and measured
 PLACEMENT_EVERY = 2.0  # seconds between reads of the placement the Raft leader wrote
+REGISTRY_WAIT = 1.0  # seconds a request waits for a voter's model registry before using the one last read
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,14 +196,18 @@ class InferenceService:
                     exit_threshold: float | None = None) -> InferResult:
         """Answer one request here, on a peer or split, within ``timeout`` seconds (see the module doc)."""
         node = self._node
+        started = trio.current_time()  # the deadline covers looking the model up too
         try:
-            models = await node.cluster_models()
+            # A node that does not vote asks a voter: bounded, so a stopped voter costs little of the deadline.
+            with trio.fail_after(min(REGISTRY_WAIT, timeout / 4) if timeout > 0 else REGISTRY_WAIT):
+                models = await node.cluster_models()
             self._registry = models
-        except MeshError:
+        except (MeshError, trio.TooSlowError) as exc:
             # A node that does not vote asks a voter; cut off from them (or the one asked just died), the
             # registry it last read still says what the model is: inference keeps working offline.
             if model not in self._registry:
-                raise
+                why = str(exc) if isinstance(exc, MeshError) else f"no voter answered within {REGISTRY_WAIT:g} s"
+                raise MeshError(f"inference: cannot look up model {model!r}: {why}") from exc
             models = self._registry
         record = models.get(model)
         if record is None:
@@ -211,10 +216,10 @@ class InferenceService:
         if not (timeout > 0):
             raise MeshError(f"inference: timeout must be > 0 seconds, got {timeout!r}")
         threshold = self.settings.exit_threshold if exit_threshold is None else exit_threshold
-        deadline = trio.current_time() + timeout
+        deadline = started + timeout
         request_id = os.urandom(8).hex()
         served = self.served.get(model) if self.runtime.sha256(model) == record.sha256 else None
-        with trio.move_on_after(timeout) as scope:
+        with trio.move_on_at(deadline) as scope:
             return await self._attempts(model, record.sha256, inputs, served, threshold, deadline, request_id)
         assert scope.cancelled_caught
         self.stats["refused"] += 1

@@ -31,8 +31,9 @@ connection is ``unknown`` (it may have committed), a clear refusal ``fail``.
 durable on the node that took it) and increments of one counter.
 ``inference``: requests to the demo model (registered at set-up) with inputs
 whose answers the runner computed beforehand, a 5 s deadline each; a request
-whose entry node itself does not answer (it is the one killed or paused) is
-counted apart as unjudged, since no node of the mesh had it.
+whose entry node itself does not answer, or was killed or paused while the
+request was with it, is counted apart as unjudged: a stopped process answers
+when it is continued, and its clock did not run meanwhile.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ REGISTER_KEYS = ("chaos/r0", "chaos/r1", "chaos/r2")
 SENSOR_KEYS = tuple(f"chaos/s{i}" for i in range(8))
 COUNTER = "chaos/count"
 OP_TIMEOUT = 3.0  # seconds a client waits for one operation before it counts as unknown
+RESTART_MARGIN = 3.0  # seconds after a process fault is healed that its node may still be coming back
 CONVERGE_BOUND = 15.0  # seconds after the heal within which replicas must agree (the stated bound)
 
 
@@ -133,6 +135,8 @@ class _Run:
     inference: list[checkers.InferenceRequest] = field(default_factory=list)
     unjudged: int = 0  # inference requests whose entry node itself did not answer (faulted): not the mesh's doing
     pool: list[tuple[dict, dict]] = field(default_factory=list)  # (inputs, expected outputs)
+    inference_entry: list[tuple[str, float, float]] = field(default_factory=list)  # (entry node, sent, done)
+    process_faults: list[tuple[str, float, float]] = field(default_factory=list)  # (node, from, until)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -414,6 +418,7 @@ def _infer_op(r: _Run, rng: random.Random, name: str, client) -> None:
     request_id = r.unique("i")
     client.timeout = INFER_DEADLINE + 5.0  # longer than the deadline: the node must answer or refuse first
     started = time.monotonic()
+    sent = r.now()
     answer = error = None
     try:
         reply = client.post_msgpack("/infer", {"model": MODEL, "inputs": encode_tensors(inputs),
@@ -435,6 +440,7 @@ def _infer_op(r: _Run, rng: random.Random, name: str, client) -> None:
         return
     elapsed = time.monotonic() - started
     with r.lock:
+        r.inference_entry.append((name, sent, r.now()))
         r.inference.append(checkers.InferenceRequest(
             id=request_id, expected="expected", answer=answer, error=error, answered=int(answer is not None),
             deadline=INFER_DEADLINE, elapsed=elapsed))
@@ -475,7 +481,8 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
         except MeshError as exc:
             r.actions.append({"t": round(r.now(), 3), "fault": fault.describe(), "error": str(exc)})
             continue
-        progress(f"chaos: t={r.now():5.1f}s  {injection.fault.describe()}")
+        started = r.now()
+        progress(f"chaos: t={started:5.1f}s  {injection.fault.describe()}")
         r.actions.append({"t": round(r.now(), 3), "fault": injection.fault.describe(), "kind": fault.kind,
                           "until": fault.end_s, "actions": list(injection.actions)})
         r.stop.wait(max(0.0, fault.end_s - r.now()))
@@ -484,6 +491,10 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
         except MeshError as exc:
             done = (f"heal failed: {exc}",)
         r.actions.append({"t": round(r.now(), 3), "fault": f"heal {fault.kind}", "actions": list(done)})
+        if fault.kind in ("kill", "pause", "restart-all"):
+            hit = injection.fault.targets or tuple(r.names)
+            with r.lock:  # a request whose entry node was down or stopped meanwhile is not the mesh's to answer
+                r.process_faults += [(name, started, r.now() + RESTART_MARGIN) for name in hit]
 
 
 def _states(r: _Run) -> dict[str, dict | None]:
@@ -520,7 +531,10 @@ def _check(r: _Run, final: dict[str, dict | None], matched: dict[str, float | No
         verdicts.append(checkers.linearizable(r.register.history()).to_dict())
     verdicts.append(checkers.leaders_per_term(r.leaders).to_dict())
     if "inference" in r.options.workloads:
-        verdicts.append(checkers.inference_answers(r.inference, grace_s=1.0).to_dict())
+        judged = [q for q, (node, sent, done) in zip(r.inference, r.inference_entry)
+                  if not any(n == node and a < done and sent < b for n, a, b in r.process_faults)]
+        r.unjudged += len(r.inference) - len(judged)
+        verdicts.append(checkers.inference_answers(judged, grace_s=1.0).to_dict())
     if "sensor" in r.options.workloads:
         replicas = [checkers.Replica(node=n, state=s or {}, matched_at=matched[n]) for n, s in final.items()]
         verdicts.append(checkers.crdt_converged(replicas, CONVERGE_BOUND, heal_at).to_dict())
