@@ -36,7 +36,7 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,9 +47,10 @@ from inference import MAX_TENSOR_BYTES, Overloaded, ResultCache, Runtime, result
 from inference.batching import Batch, BatchQueue, batch_axis_ok
 from inference.early_exit import ANSWER, EXIT_OUTPUT, decide
 from inference.errors import InferenceError
-from inference.messages import InferReply, InferRequest
+from inference.messages import InferReply, InferRequest, PartProfile
 from inference.router import DEGRADED, LOCAL, REFUSE, REMOTE, SPLIT, Here, Peer, Route, route
 from inference.serving import ServedModel, prepare, run_range
+from inference.spec import model_spec_from_bytes
 
 from .compute_pool import ComputePool
 from .cpu_budget import CpuUse, memory_available
@@ -161,8 +162,6 @@ class InferenceService:
 
         def work() -> tuple[ServedModel, bool]:
             data = path.read_bytes()
-            from inference.spec import model_spec_from_bytes
-
             spec = model_spec_from_bytes(data, origin=str(path))
             return prepare(self.runtime, self.parts, name, data, spec), batch_axis_ok(spec)
 
@@ -250,7 +249,7 @@ class InferenceService:
             if choice.kind == LOCAL:
                 if start == 0:
                     result = await self._run_local(model, inputs, offloaded=False)
-                    return _with(result, attempts=attempt, failed_peers=tuple(excluded))
+                    return replace(result, attempts=attempt, failed_peers=tuple(excluded))
                 outputs = await self._run_parts(served, feeds, start, served.partitions)
                 self.stats["infer_local"] += 1
                 return self._answer({**made, **outputs}, route=LOCAL, attempts=attempt, failed=excluded)
@@ -323,15 +322,9 @@ class InferenceService:
         # max_queue 0 (no room here for anyone) sends our own requests away too, as "prefer".
         mode = "prefer" if self.settings.max_queue == 0 and self.settings.offload == "auto" else self.settings.offload
         choice = route(here=here, peers=peers, excluded=excluded, remaining_s=remaining, offload=mode)
-        if choice.kind == SPLIT and start:
-            choice = Route(kind=SPLIT, peer=choice.peer, cut=start + choice.cut, predicted_ms=choice.predicted_ms,
-                           attempt_s=choice.attempt_s)
-            if choice.cut != start:  # a later cut than where we are: simplest is to send from here
-                choice = Route(kind=SPLIT, peer=choice.peer, cut=start, predicted_ms=choice.predicted_ms,
-                               attempt_s=choice.attempt_s)
-        elif choice.kind == REMOTE and start:
-            choice = Route(kind=SPLIT, peer=choice.peer, cut=start, predicted_ms=choice.predicted_ms,
-                           attempt_s=choice.attempt_s)
+        if start and choice.kind in (SPLIT, REMOTE):
+            # Past a cut already, the rest goes on from where we are (a later cut would mean running more here).
+            choice = replace(choice, kind=SPLIT, cut=start)
         return choice
 
     async def _call(self, peer: str, request: InferRequest, attempt_s: float) -> tuple[dict[str, np.ndarray], str]:
@@ -558,12 +551,6 @@ class InferenceService:
         )
 
 
-def _with(result: InferResult, **changes: Any) -> InferResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
-
-
 def _live(profile, run_ms: float | None):
     """``profile`` scaled to the whole-model run time measured lately (EWMA), when there is one.
 
@@ -573,8 +560,6 @@ def _live(profile, run_ms: float | None):
     """
     if profile is None or not run_ms or profile.whole_ms <= 0:
         return profile
-    from inference.messages import PartProfile
-
     scale = run_ms / profile.whole_ms
     return PartProfile(cuts=profile.cuts, compute_ms=tuple(x * scale for x in profile.compute_ms),
                        memory_bytes=profile.memory_bytes, boundary_bytes=profile.boundary_bytes)
@@ -584,16 +569,12 @@ def _suffix(profile, start: int):
     """The figures of partitions ``start..K-1`` alone (boundary ``start`` becomes the input)."""
     if profile is None:
         return None
-    from inference.messages import PartProfile
-
     return PartProfile(cuts=profile.cuts, compute_ms=profile.compute_ms[start:],
                        memory_bytes=profile.memory_bytes[start:], boundary_bytes=profile.boundary_bytes[start:])
 
 
 def _unmeasured(speeds, model: str):
     """A one-partition profile from the run time measured so far (or zero): before the cut-and-measure pass."""
-    from inference.messages import PartProfile
-
     ms = dict(speeds).get(model, 0.0)
     return PartProfile(cuts="unmeasured", compute_ms=(ms,), memory_bytes=(0,), boundary_bytes=(0, 0))
 

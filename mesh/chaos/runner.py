@@ -305,6 +305,13 @@ def _client(r: _Run, workload: str, k: int) -> None:
         time.sleep(rng.uniform(0.01, 0.05))
 
 
+def _failed(r: _Run, handle: int, exc: Exception) -> None:
+    """Close an op that raised: ``fail`` (done now) on a clear refusal, else ``unknown`` (no completion time)."""
+    status = _outcome(exc)
+    with r.lock:
+        r.register.complete(handle, status=status, now=r.now() if status == "fail" else None)
+
+
 def _register_op(r: _Run, rng: random.Random, name: str, client) -> None:
     key = rng.choice(REGISTER_KEYS)
     roll = rng.random()
@@ -315,8 +322,7 @@ def _register_op(r: _Run, rng: random.Random, name: str, client) -> None:
         try:
             client.post("/config/set", {"key": key, "value": value})
         except (ClientError, OSError) as exc:
-            with r.lock:
-                r.register.complete(h, status=_outcome(exc), now=r.now() if _outcome(exc) == "fail" else None)
+            _failed(r, h, exc)
             return
         with r.lock:
             r.register.complete(h, status="ok", now=r.now())
@@ -331,13 +337,10 @@ def _register_op(r: _Run, rng: random.Random, name: str, client) -> None:
         if "is not set" in str(exc):
             value, revision = None, 0
         else:
-            with r.lock:
-                r.register.complete(h, status="fail" if _outcome(exc) == "fail" else "unknown", now=None
-                                    if _outcome(exc) != "fail" else r.now())
+            _failed(r, h, exc)
             return
-    except OSError:
-        with r.lock:
-            r.register.complete(h, status="unknown", now=None)
+    except OSError as exc:
+        _failed(r, h, exc)
         return
     with r.lock:
         r.register.complete(h, status="ok", now=r.now(), result=value)
@@ -349,9 +352,7 @@ def _register_op(r: _Run, rng: random.Random, name: str, client) -> None:
     try:
         answer = client.post("/config/cas", {"key": key, "value": new, "expected_revision": revision})
     except (ClientError, OSError) as exc:
-        with r.lock:
-            status = _outcome(exc)
-            r.register.complete(h, status=status, now=r.now() if status == "fail" else None)
+        _failed(r, h, exc)
         return
     with r.lock:
         r.register.complete(h, status="ok", now=r.now(), result=bool(answer["swapped"]))
