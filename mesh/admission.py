@@ -19,11 +19,17 @@ A peer that is not admitted (missing from an enforced list, or revoked):
 * is not dialled by peer exchange or discovery;
 * is told why first (an ``admission.refused`` note), so the refused node can
   log and report it. That note is taken from anyone holding the mesh key: it
-  only sets a line in ``status``, nothing else.
+  sets a line in ``status``. One more thing follows only when a majority of
+  the voters say so (below).
 
 Each refused peer is logged once per reason. A Raft voter that is no longer
 admitted is removed from the voter set by the leader; a voter that sees itself
 revoked stops running Raft at once (so a revoked leader hands over), and says so.
+A voter may never read its revocation: a follower that lagged behind can be
+removed from the voter set, and the Raft key rotated, before the entry reached
+it. It then hears only the refusals; once a majority of the voters it knows
+have told it that it is revoked or not listed, it stops running Raft too (one
+member cannot make a voter stop).
 
 Silent peers: a connection whose peer neither says hello nor adverts within
 ``HELLO_DEADLINE`` seconds is closed with one log line. Real nodes advert every
@@ -87,6 +93,7 @@ class Admission:
         self._cutting: set[str] = set()
         self._cut_off: dict[str, tuple[float, str]] = {}  # peer -> (refused until, what it did)
         self.notice = ""  # set when this node learns that it is refused
+        self._refused_by: set[str] = set()  # peers that told us we are revoked or not listed
         self.stats = {"refused": 0, "silent_dropped": 0}
 
     # -- the list ------------------------------------------------------------------
@@ -198,6 +205,8 @@ class Admission:
         if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_CHARS:
             raise RemoteProtocolError("mesh: admission.refused needs a short reason")
         rec = self._node.peers.get(peer)
+        if reason in (REVOKED, NOT_LISTED):
+            self._refused_by.add(peer)
         self._set_notice(
             f"mesh: peer {rec.descriptor.name if rec else peer} refuses this node ({self._node.peer_id}): "
             f"it is {reason!r}. A member can let it back in with `meshnode admit {self._node.peer_id}`"
@@ -217,6 +226,7 @@ class Admission:
                 if await self._refresh() and self.notice and self._listed_here():
                     log.info("mesh: this node is admitted again")
                     self.notice = ""
+                    self._refused_by.clear()
             except MeshError as exc:
                 log.debug("admission: cannot read the admitted-peer list: %s", exc)
             for peer in self._node.host.connected_peers():
@@ -254,6 +264,10 @@ class Admission:
     async def _check_self(self) -> None:
         """A voter that reads its own revocation in its Raft state says so and stops voting."""
         node = self._node
+        if node.raft is not None and self._refused_by_voters():
+            log.warning("raft: a majority of the voters refuse this node: it stops voting")
+            await node._stop_voting()
+            return
         entry = self._list.get(node.peer_id)
         if not self._list or (entry is not None and not entry.revoked):
             return
@@ -265,6 +279,18 @@ class Admission:
         if node.raft is not None:
             log.warning("raft: this node is %s: it stops voting", reason)
             await node._stop_voting()
+
+    def _refused_by_voters(self) -> bool:
+        """Whether a majority of the voters this node's Raft knows told it that it is not admitted."""
+        raft = self._node.raft
+        if raft is None or not self._refused_by:
+            return False
+        voters = raft.status().voters
+        owners = {addr: peer for peer, addr in raft.state().members.items()}
+        owners.update({r.descriptor.raft_addr: r.descriptor.peer_id
+                       for r in self._node.peers.records() if r.descriptor and r.descriptor.raft_addr})
+        refusing = sum(1 for addr in voters if owners.get(addr) in self._refused_by)
+        return refusing > len(voters) // 2
 
     async def _drop_refused_voters(self) -> None:
         """On the leader: take voters that are no longer admitted out of the voter set (one per round)."""

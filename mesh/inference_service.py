@@ -21,6 +21,11 @@ the request's states and transitions); this module does the I/O around them:
   head answers from the head whatever its confidence, flagged ``degraded``. A
   device-tier node never runs an exit model's upper part itself (that is what
   the tiers above are for), so a device cut off from them answers degraded.
+* **Result cache.** A request whose model (by sha256) and inputs this node has
+  answered before is answered from the cache at once (route ``cache``), before
+  any routing: an answer that came from a peer or a split is cached too, so a
+  repeat is not sent out again. Exit-head models are not cached here: their
+  answer depends on the threshold.
 * **Serving** (``on_infer``). A peer's request carries its id; the same id
   from the same peer while the first run is going or recently finished gets
   that run's answer, so a retried send runs the model once. A split request
@@ -60,6 +65,7 @@ from .peers import RunTimes
 if TYPE_CHECKING:
     from .node import Node
 
+CACHE = "cache"  # the route of an answer from this node's result cache (no model ran)
 log = logging.getLogger("meshnode.inference")
 
 MAX_ATTEMPTS = 6  # attempts per request (peers excluded one by one, then here)
@@ -214,12 +220,20 @@ class InferenceService:
         validate_inputs(record_spec(record), inputs)
         if not (timeout > 0):
             raise MeshError(f"inference: timeout must be > 0 seconds, got {timeout!r}")
+        key = None
+        if self.results.enabled and all(o.get("name") != EXIT_OUTPUT for o in record.outputs):
+            key = result_key(record.sha256, inputs)
+            if (cached := self.results.get(key)) is not None:
+                return self._answer(cached, route=CACHE)
         threshold = self.settings.exit_threshold if exit_threshold is None else exit_threshold
         deadline = started + timeout
         request_id = os.urandom(8).hex()
         served = self.served.get(model) if self.runtime.sha256(model) == record.sha256 else None
         with trio.move_on_at(deadline) as scope:
-            return await self._attempts(model, record.sha256, inputs, served, threshold, deadline, request_id)
+            result = await self._attempts(model, record.sha256, inputs, served, threshold, deadline, request_id)
+            if key is not None and not result.degraded:
+                self.results.put(key, result.outputs)
+            return result
         assert scope.cancelled_caught
         self.stats["refused"] += 1
         raise MeshError(f"inference: {model!r} got no answer within its {timeout:g} s deadline; "
@@ -247,8 +261,8 @@ class InferenceService:
             if choice.kind == DEGRADED:
                 return await self._degraded(model, served, inputs, made, attempt, excluded)
             if choice.kind == LOCAL:
-                if start == 0:
-                    result = await self._run_local(model, inputs, offloaded=False)
+                if start == 0:  # infer() looked in the result cache already
+                    result = await self._run_local(model, inputs, offloaded=False, lookup=False)
                     return replace(result, attempts=attempt, failed_peers=tuple(excluded))
                 outputs = await self._run_parts(served, feeds, start, served.partitions)
                 self.stats["infer_local"] += 1
@@ -380,12 +394,12 @@ class InferenceService:
             self.queue -= 1
 
     async def _run_local(self, model: str, inputs: dict[str, np.ndarray], *, offloaded: bool,
-                         waited: list[float] | None = None) -> InferResult:
+                         waited: list[float] | None = None, lookup: bool = True) -> InferResult:
         node = self._node
         # Keyed by the sha256 of the model loaded now, so a re-registered model misses.
         sha = self.runtime.sha256(model) if self.results.enabled else None
         key = result_key(sha, inputs) if sha is not None else None
-        if key is not None and (cached := self.results.get(key)) is not None:
+        if lookup and key is not None and (cached := self.results.get(key)) is not None:
             return InferResult(outputs=cached, ran_on=node.peer_id, ran_on_name=node.settings.name,
                                elapsed_ms=0.0, offloaded=offloaded)
         limit = self.settings.queue_limit

@@ -177,11 +177,17 @@ def test_model_add_copies_file_and_infer_offloads_with_identical_outputs(cluster
     assert results["alpha"].shape == (2, 10)
     assert np.array_equal(results["alpha"], results["gamma"])
     # The same request again is answered from alpha's result cache, with the same outputs.
-    hits = a.client().get("/status")["inference"]["result_cache"]["hits"]
-    cli_json("infer", "classifier", "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "again.npz"), *d(a))
-    with np.load(tmp_path / "again.npz") as npz:
-        assert np.array_equal(npz["probs"], results["alpha"])
-    assert a.client().get("/status")["inference"]["result_cache"]["hits"] == hits + 1
+    # Gamma's answer came from a peer: its repeat is answered from gamma's own cache, not sent out again.
+    for node in (a, c):
+        before = node.client().get("/status")["inference"]
+        doc = cli_json("infer", "classifier", "--input", str(tmp_path / "in.npz"),
+                       "--output", str(tmp_path / "again.npz"), *d(node))
+        with np.load(tmp_path / "again.npz") as npz:
+            assert np.array_equal(npz["probs"], results["alpha"])
+        after = node.client().get("/status")["inference"]
+        assert doc["route"] == "cache" and not doc["offloaded"], doc
+        assert after["result_cache"]["hits"] == before["result_cache"]["hits"] + 1
+        assert after["infer_offloaded"] == before["infer_offloaded"], node.name
     text = cli("infer", "classifier", "--input", str(tmp_path / "in.npz"), *d(b))
     assert "ran on beta" in text.stdout
 

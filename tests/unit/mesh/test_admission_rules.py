@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import trio
 
 from consensus import AdmittedPeer
 from crdt.errors import MeshError, RemoteProtocolError
@@ -67,3 +68,30 @@ def test_a_voters_list_is_read_strictly():
             _read_list(bad)
     with pytest.raises(RemoteProtocolError):
         _read_list("not a map")
+
+
+def refusals_node(voter_peers: list[str]):
+    """A voter whose Raft knows ``voter_peers`` (plus itself) and nothing of its own revocation."""
+    addrs = {p: f"127.0.0.1:{7000 + i}" for i, p in enumerate([ME, *voter_peers])}
+    raft = SimpleNamespace(status=lambda: SimpleNamespace(voters=sorted(addrs.values())),
+                           state=lambda: SimpleNamespace(members=addrs))
+    node = SimpleNamespace(peer_id=ME, raft=raft, peers=SimpleNamespace(records=lambda: [], get=lambda _p: None))
+    return Admission(node)
+
+
+@pytest.mark.parametrize(
+    ("refusers", "reason", "stops"),
+    [
+        ([FRIEND], REVOKED, False),  # one of three voters: one member cannot make a voter stop
+        ([FRIEND, BANNED], REVOKED, True),  # both other voters: a majority of three
+        ([FRIEND, BANNED], NOT_LISTED, True),
+        ([FRIEND, OUTSIDER], REVOKED, False),  # OUTSIDER does not vote: only one voter refuses
+        ([FRIEND, BANNED], "cut off for 60 s: it flooded the mesh", False),  # not about admission
+    ],
+)
+def test_a_voter_stops_only_when_a_majority_of_voters_refuse_it(refusers, reason, stops):
+    adm = refusals_node([FRIEND, BANNED])
+    for peer in refusers:
+        trio.run(adm.on_refused, peer, {"reason": reason})
+    assert adm.notice  # every refusal is reported in status
+    assert adm._refused_by_voters() is stops
