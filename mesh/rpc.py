@@ -99,6 +99,9 @@ class RpcPlane:
         self.stats = {
             "calls": 0, "served": 0, "refused_busy": 0, "bad_frames": 0, "notes_dropped": 0, "streams_refused": 0,
             "link_calls": 0, "link_failures": 0,
+            # Every frame (request, reply or note) written to or read from a peer: the chaos harness's
+            # messages per operation. Raft's own traffic (pysyncobj's TCP) is not in it.
+            "frames_sent": 0, "frames_received": 0,
         }
         host.serve(PROTOCOL_ID, self._serve_stream)
 
@@ -178,6 +181,7 @@ class RpcPlane:
                     if not data:
                         break
                     for env in decoder.feed(data):
+                        self.stats["frames_received"] += 1
                         if isinstance(env, Request):
                             if limiter.value == 0:
                                 self.stats["refused_busy"] += 1
@@ -185,6 +189,7 @@ class RpcPlane:
                                             env.method, stream.peer_id, self._max_handlers)
                                 reply = Reply(id=env.id, ok=False, error="busy: mesh: too many requests in flight")
                                 await self._write(stream, write_lock, reply)
+                                self.stats["frames_sent"] += 1
                                 continue
                             await limiter.acquire()
                             nursery.start_soon(self._answer, stream, write_lock, limiter, env)
@@ -247,6 +252,7 @@ class RpcPlane:
                 else:
                     async with lock:
                         await stream.send_all(frame)
+                self.stats["frames_sent"] += 1
             except MeshError:
                 pass  # the caller went away; nothing to tell it
         finally:
@@ -318,6 +324,7 @@ class RpcPlane:
                 if not data:
                     break
                 for env in decoder.feed(data):
+                    self.stats["frames_received"] += 1
                     if not isinstance(env, Reply):
                         raise RemoteProtocolError("mesh: peer sent a request on our call stream")
                     slot = chan.pending.pop(env.id, None)
@@ -391,6 +398,7 @@ class RpcPlane:
         except MeshError:
             self._drop(peer, chan)
             raise
+        self.stats["frames_sent"] += 1
 
     def forget(self, peer: str) -> None:
         """Drop our streams and links to a peer that left or lost its connection; pending calls fail at once."""

@@ -7,7 +7,12 @@ Four plots and the verdicts:
 * **latency**: every register operation at its invoke time against how long it
   took, green ok, red fail, orange unknown (drawn at the top: it never came back);
 * **throughput**: acknowledged operations per second (register and sensor);
-* **convergence**: when each replica first held the common final map after the heal.
+* **convergence**: when each replica first held the common final map after the heal;
+* **recovery**: per healed fault, seconds until a leader committed and until the
+  replicas held everything acknowledged before the heal, against the bound;
+* **task leases**: per task, who held it when (one lane per task), each
+  fenced write a dot (green admitted, red refused: a stale holder fenced off);
+* **messages per operation**: mesh frames sent per answered operation.
 
 Pure: a function of the report dict; the runner writes the file.
 """
@@ -48,6 +53,10 @@ def render(report: dict[str, Any]) -> str:
     parts.append("<h2>Register operation latency</h2>" + latency(ops, end))
     parts.append("<h2>Throughput (acknowledged operations per second)</h2>" + throughput(report, end))
     parts.append("<h2>Convergence after the heal</h2>" + convergence(report))
+    parts.append("<h2>Recovery after each heal</h2>" + recovery(report))
+    if report.get("tasks"):
+        parts.append("<h2>Task leases and fenced writes</h2>" + tasks(report["tasks"], end))
+    parts.append("<h2>Messages per operation</h2>" + messages(report.get("messages")))
     return "\n".join(parts)
 
 
@@ -160,4 +169,98 @@ def convergence(report: dict[str, Any]) -> str:
     return f"<table><tr><th>replica</th><th>after the heal</th></tr>{rows}</table>"
 
 
-__all__ = ["convergence", "fault_windows", "latency", "render", "throughput", "timeline"]
+def recovery(report: dict[str, Any]) -> str:
+    """Two bars per healed fault (leader + commit, replicas caught up) in seconds, the bound dashed."""
+    rows = report.get("recovery") or []
+    if not rows:
+        return "<p>no fault was healed during the run</p>"
+    bound = float(report.get("recovery_bound_s") or 0.0)
+    top = max([bound, *(float(r[k]) for r in rows for k in ("leader_s", "converged_s") if r.get(k) is not None)]) or 1.0
+    span = (WIDTH - 2 * PAD) / len(rows)
+    scale = (HEIGHT - 2 * PAD) / top
+    body = []
+    for i, row in enumerate(rows):
+        x = PAD + i * span
+        for j, (kind, colour) in enumerate((("leader_s", "#1565c0"), ("converged_s", "#2e7d32"))):
+            value = row.get(kind)
+            h = (HEIGHT - 2 * PAD) if value is None else max(1.0, float(value) * scale)
+            fill = COLOURS["fail"] if value is None else colour
+            text = "never, within its window" if value is None else f"{float(value):.2f} s"
+            what = "leader + committed write" if kind == "leader_s" else "replicas caught up"
+            bx = x + span * (0.2 + 0.3 * j)
+            body.append(f"<rect x='{bx:.1f}' y='{HEIGHT - PAD - h:.1f}' width='{span * 0.25:.1f}' height='{h:.1f}' "
+                        f"fill='{fill}'><title>{html.escape(str(row.get('fault')))}: {what} {text}</title></rect>")
+        body.append(f"<text x='{x + span / 2:.1f}' y='{HEIGHT - PAD + 14}' font-size='10' text-anchor='middle'>"
+                    f"heal at {float(row['healed_at']):.1f} s</text>")
+    if bound:
+        y = HEIGHT - PAD - bound * scale
+        body.append(f"<line x1='{PAD}' x2='{WIDTH - PAD}' y1='{y:.1f}' y2='{y:.1f}' stroke='{COLOURS['fail']}' "
+                    f"stroke-dasharray='4 3'/><text x='{WIDTH - PAD:.1f}' y='{y - 3:.1f}' font-size='10' "
+                    f"text-anchor='end'>leader bound {bound:g} s</text>")
+    body.append(f"<text x='4' y='{PAD + 4}' font-size='10'>{top:.1f} s</text>"
+                f"<line x1='{PAD}' x2='{WIDTH - PAD}' y1='{HEIGHT - PAD}' y2='{HEIGHT - PAD}' stroke='#555'/>"
+                f"<text x='{WIDTH / 2}' y='{HEIGHT - 4}' font-size='11' text-anchor='middle'>blue: leader agreed "
+                f"and a write committed; green: every replica holds what was acknowledged before the heal; "
+                f"red: not within the window</text>")
+    table = "".join(
+        f"<tr><td>{html.escape(str(r.get('fault')))}</td><td>{float(r['healed_at']):.1f} s</td>"
+        f"<td>{_seconds(r.get('leader_s'))}</td><td>{_seconds(r.get('converged_s'))}</td></tr>" for r in rows)
+    worst = (f"<p>worst: leader {_seconds(report.get('worst_leader_s'))}, "
+             f"replicas {_seconds(report.get('worst_converged_s'))}</p>")
+    return (_svg("".join(body)) + "<table><tr><th>fault</th><th>healed at</th><th>leader</th><th>replicas</th></tr>"
+            + table + "</table>" + worst)
+
+
+def _seconds(value: Any) -> str:
+    return "never" if value is None else f"{float(value):.2f} s"
+
+
+def tasks(summary: dict[str, Any], end: float) -> str:
+    """One lane per task: each holding a bar coloured by holder, each fenced write a dot on it."""
+    names = list(summary.get("tasks") or [])
+    lane = (HEIGHT - 2 * PAD) / max(1, len(names))
+    holders = sorted({a["holder"] for a in summary.get("attempts", [])})
+    palette = ("#1565c0", "#6a1b9a", "#00838f", "#ef6c00", "#558b2f", "#ad1457", "#4e342e", "#37474f")
+    colour = {h: palette[i % len(palette)] for i, h in enumerate(holders)}
+    body = []
+    for i, task in enumerate(names):
+        y = PAD + i * lane
+        body.append(f"<text x='4' y='{y + lane / 2 + 4:.1f}' font-size='10'>{html.escape(task)}</text>")
+        for a in summary.get("attempts", []):
+            if a["task"] != task or a.get("outcome") != "granted" or a["ok"] >= a["deadline"]:
+                continue
+            stop = a["deadline"] if a.get("stopped") is None else max(a["ok"], min(a["deadline"], a["stopped"]))
+            x0, x1 = _x(a["ok"], end), _x(stop, end)
+            body.append(f"<rect x='{x0:.1f}' y='{y + 4:.1f}' width='{max(1.0, x1 - x0):.1f}' height='{lane - 8:.1f}' "
+                        f"fill='{colour[a['holder']]}' opacity='0.35'><title>{html.escape(a['holder'])} token "
+                        f"{a['token']}: {a['ok']:.2f}-{stop:.2f} s</title></rect>")
+        for w in summary.get("writes", []):
+            if w["task"] == task:
+                fill = COLOURS["ok"] if w["admitted"] else COLOURS["fail"]
+                what = "admitted" if w["admitted"] else "refused (stale token)"
+                body.append(f"<circle cx='{_x(w['t'], end):.1f}' cy='{y + lane / 2:.1f}' r='{3 if w['late'] else 1.8}' "
+                            f"fill='{fill}'><title>{html.escape(w['holder'])} token {w['token']} at {w['t']:.2f} s: "
+                            f"{what}{', late' if w['late'] else ''}</title></circle>")
+    body.append(_axis(end, "seconds; bars: holdings (colour per holder); dots: fenced writes, green admitted, "
+                           "red refused, large = a late write after the holder's deadline"))
+    acquires = ", ".join(f"{html.escape(str(k))} {v}" for k, v in sorted((summary.get("acquires") or {}).items()))
+    text = (f"<p>acquires: {acquires or 'none'} · {summary.get('holdings', 0)} holdings · "
+            f"{summary.get('fenced_admitted', 0)} of {summary.get('fenced_writes', 0)} fenced writes admitted, "
+            f"{summary.get('fenced_refused_stale', 0)} refused as stale (fencing at work) · "
+            f"{summary.get('malformed_answers', 0)} malformed answers · lease {summary.get('lease_s')} s, "
+            f"margin {summary.get('drift_margin_s')} s</p>")
+    return _svg("".join(body)) + text
+
+
+def messages(doc: dict[str, Any] | None) -> str:
+    """Mesh frames per answered operation, with what is counted."""
+    if not doc:
+        return "<p>no message counts in this report</p>"
+    return (f"<p><b>{html.escape(str(doc.get('messages_per_op')))}</b> frames per operation "
+            f"({html.escape(str(doc.get('messages_per_op_above_idle')))} above the idle rate of "
+            f"{html.escape(str(doc.get('idle_frames_per_s')))} frames/s): {doc.get('frames_sent')} frames for "
+            f"{doc.get('ops')} operations in {doc.get('seconds')} s. Counted: {html.escape(str(doc.get('counted')))}.</p>")
+
+
+__all__ = ["convergence", "fault_windows", "latency", "messages", "recovery", "render", "tasks", "throughput",
+           "timeline"]

@@ -34,6 +34,14 @@ whose answers the runner computed beforehand, a 5 s deadline each; a request
 whose entry node itself does not answer, or was killed or paused while the
 request was with it, is counted apart as unjudged: a stopped process answers
 when it is continued, and its clock did not run meanwhile.
+``tasks``: holders take task leases with fencing tokens and write to a fenced
+resource the runner keeps (``tasks_workload.py``).
+
+Measured beside the checks (``measures.py``): after each healed fault, how
+long until a leader all nodes agree on commits a write and until every replica
+holds the sensor writes acknowledged before the heal (a probe thread per heal,
+polling at most twice a second until the next fault); and mesh RPC frames per
+operation, from every node's ``rpc.frames_sent`` read by the observer.
 """
 
 from __future__ import annotations
@@ -53,9 +61,10 @@ from typing import Any
 from crdt.errors import MeshError
 
 from ..client import ClientError
-from . import checkers, faults, nemesis
+from . import checkers, faults, measures, nemesis
 from .history import Recorder
 from .report_html import render as render_html
+from .tasks_workload import TasksWorkload
 
 log = logging.getLogger("meshnode.chaos")
 
@@ -65,6 +74,8 @@ WORKLOADS = {
     "register": "config writes, linearizable reads and compare-and-set through Raft (checked: linearizable)",
     "sensor": "sensor writes of unique values and counter increments through the CRDT "
               "(checked: converged, no acknowledged write lost, counters exact)",
+    "tasks": "holders acquire, renew and release task leases and write to a fenced resource "
+             "(checked: tokens monotonic, never two live holders, no in-lease write refused)",
 }
 CHECKERS = {
     "linearizable": "the register history has a linearization (WGL search, per key)",
@@ -73,6 +84,11 @@ CHECKERS = {
     "crdt-no-lost-writes": "every acknowledged sensor write is there unless a later write replaced it",
     "counters-exact": "the counter equals the acknowledged increments (unknown ones may or may not count)",
     "inference-answers": "every inference request answered correctly or refused with a clear error, in time",
+    "fencing-monotonic": "a task's fencing tokens never go backwards, one token never goes to two holders",
+    "no-double-holders": "no task is held by two holders at once (each stops at its own safe deadline)",
+    "fenced-writes": "no write within its lease, nor under the newest token, is refused by the fence "
+                     "(late writes of stale holders refused: fencing at work)",
+    "recovery": f"after each heal a leader all nodes agree on commits a write within {measures.LEADER_BOUND_S:g} s",
 }
 MODEL = "chaos-demo"
 INFER_DEADLINE = 5.0  # seconds each inference request may take (its timeout)
@@ -85,6 +101,8 @@ COUNTER = "chaos/count"
 OP_TIMEOUT = 3.0  # seconds a client waits for one operation before it counts as unknown
 RESTART_MARGIN = 3.0  # seconds after a process fault is healed that its node may still be coming back
 CONVERGE_BOUND = 15.0  # seconds after the heal within which replicas must agree (the stated bound)
+PROBE_KEY = "chaos/probe"  # the recovery probe's config key (not one the register workload checks)
+IDLE_S = 2.0  # seconds the mesh's idle frame rate is measured before the load starts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +113,7 @@ class RunOptions:
     duration: float = 60.0
     seed: int = 0
     nemeses: tuple[str, ...] = ("partition-halves", "partition-leader", "kill", "pause")
-    workloads: tuple[str, ...] = ("register", "sensor", "inference")
+    workloads: tuple[str, ...] = ("register", "sensor", "inference", "tasks")
     report: Path | None = None
     quiet: float = CONVERGE_BOUND
     backend: str = "auto"  # auto, netns or local
@@ -137,6 +155,12 @@ class _Run:
     pool: list[tuple[dict, dict]] = field(default_factory=list)  # (inputs, expected outputs)
     inference_entry: list[tuple[str, float, float]] = field(default_factory=list)  # (entry node, sent, done)
     process_faults: list[tuple[str, float, float]] = field(default_factory=list)  # (node, from, until)
+    tasks: TasksWorkload | None = None
+    frames: measures.FrameTally = field(default_factory=measures.FrameTally)
+    idle_frames_per_s: float | None = None
+    load_s: float = 0.0  # seconds the frame tally covers
+    recovery: list[dict] = field(default_factory=list)  # one row per healed fault (measures.recovery)
+    probes: list[threading.Thread] = field(default_factory=list)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -195,6 +219,10 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
                  rng=random.Random(options.seed))
         if "inference" in options.workloads:
             r.pool = _register_model(cluster, root, options.seed, progress)
+        if "tasks" in options.workloads:
+            r.tasks = TasksWorkload(r.now, r.lock)
+        _measure_idle(r)
+        load_from = r.now()
         threads = [threading.Thread(target=_observe, args=(r,), daemon=True),
                    threading.Thread(target=_nemesis, args=(r, sched, progress), daemon=True)]
         for k in range(options.clients):
@@ -208,8 +236,10 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
             progress(f"chaos: t={r.now():5.1f}s  ops {len(r.register.history())} register, "
                      f"{len(r.sensor_writes)} sensor, {len(r.increments)} incr")
         r.stop.set()
-        for t in threads:
+        for t in threads + r.probes:
             t.join(OP_TIMEOUT + 10)
+        _tally_frames(r)
+        r.load_s = r.now() - load_from
         healed = faults.heal_all(cluster)
         heal_at = r.now()
         r.actions.append({"t": round(heal_at, 3), "fault": "heal-all", "actions": list(healed)})
@@ -218,6 +248,12 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
         verdicts = _check(r, final, matched, heal_at)
         report = _report(r, sched, skipped, why_local, verdicts, final)
         report["converged_at"] = {n: (None if t is None else round(t, 3)) for n, t in matched.items()}
+        for row in r.recovery:
+            progress(f"chaos: recovery after {row['fault']}: leader {_secs(row['leader_s'])}, "
+                     f"replicas caught up {_secs(row['converged_s'])}")
+        m = report["messages"]
+        progress(f"chaos: {m['frames_sent']} mesh frames for {m['ops']} ops: {m['messages_per_op']} per op "
+                 f"({m['messages_per_op_above_idle']} above the idle {m['idle_frames_per_s']}/s)")
     finally:
         if cluster is not None:
             _close(cluster)
@@ -287,7 +323,7 @@ def _client(r: _Run, workload: str, k: int) -> None:
     rng = random.Random(f"{r.options.seed}/{workload}/{k}")
     i = k
     while not r.stop.is_set():
-        i += 1
+        i = rng.randrange(len(r.names)) if workload == "tasks" else i + 1
         try:
             name, client = _client_of(r, i)  # a killed node has no API address until it is back
         except (ClientError, OSError, MeshError):
@@ -298,6 +334,8 @@ def _client(r: _Run, workload: str, k: int) -> None:
                 _register_op(r, rng, name, client)
             elif workload == "inference":
                 _infer_op(r, rng, name, client)
+            elif workload == "tasks":
+                r.tasks.cycle(rng, f"tasks-c{k}", name, client, r.stop)
             else:
                 _sensor_op(r, rng, name, client)
         except Exception as exc:  # noqa: BLE001 - recorded in the history; the loop goes on
@@ -451,14 +489,111 @@ def _observe(r: _Run) -> None:
     while not r.stop.is_set():
         for node in list(r.cluster.nodes):
             try:
-                raft = node.client(timeout=1).get("/status")["raft"]
-            except (ClientError, OSError, MeshError):
+                status = node.client(timeout=1).get("/status")
+                raft = status["raft"]
+            except (ClientError, OSError, MeshError, KeyError, TypeError, ValueError):
                 continue
+            with r.lock:
+                r.frames.observe(node.name, (status.get("rpc") or {}).get("frames_sent"))
             if raft.get("leader") and raft.get("term") is not None:
                 with r.lock:
                     r.leaders.append(checkers.LeaderObservation(node=node.name, term=raft["term"],
                                                                 leader=raft["leader"], time=r.now()))
         r.stop.wait(0.5)
+
+
+def _frames_sent(r: _Run) -> dict[str, int | None]:
+    """Every node's ``rpc.frames_sent`` now (None for a node that does not answer)."""
+    out: dict[str, int | None] = {}
+    for node in list(r.cluster.nodes):
+        try:
+            out[node.name] = node.client(timeout=2).get("/status")["rpc"]["frames_sent"]
+        except (ClientError, OSError, MeshError, KeyError, TypeError, ValueError):
+            out[node.name] = None
+    return out
+
+
+def _measure_idle(r: _Run) -> None:
+    """The mesh's own frame rate with no load (gossip, membership, sync), then the tally's first reading."""
+    idle = measures.FrameTally()
+    for name, sent in _frames_sent(r).items():
+        idle.observe(name, sent)
+    time.sleep(IDLE_S)
+    readings = _frames_sent(r)
+    for name, sent in readings.items():
+        idle.observe(name, sent)
+        r.frames.observe(name, sent)
+    r.idle_frames_per_s = idle.total / IDLE_S if None not in readings.values() else None
+
+
+def _tally_frames(r: _Run) -> None:
+    for name, sent in _frames_sent(r).items():
+        with r.lock:
+            r.frames.observe(name, sent)
+
+
+def _ops_done(r: _Run) -> int:
+    """Operations of every workload that got an answer (ok or a refusal): the unit of messages per op."""
+    answered = ("ok", "fail")
+    with r.lock:
+        return (sum(op.status in answered for op in r.register.history().ops)
+                + sum(w.status in answered for w in r.sensor_writes)
+                + sum(i.status in answered for i in r.increments)
+                + len(r.inference) + (r.tasks.answered if r.tasks else 0))
+
+
+def _probe(r: _Run, fault: str, healed_at: float, until: float) -> None:
+    """Poll after a heal until a leader commits and replicas caught up (or ``until``); records one row."""
+    with r.lock:
+        wanted = measures.acked_before(((w.key, w.stamp, w.status, t) for w, t in zip(r.sensor_writes, r.sensor_times)),
+                                       healed_at)
+    need = {"leader", *(("converged",) if "sensor" in r.options.workloads else ())}
+    successes: list[tuple[str, float]] = []
+    while need and r.now() < until:
+        polled = time.monotonic()
+        if "leader" in need and _leader_commits(r):
+            successes.append(("leader", r.now()))
+            need.discard("leader")
+        if "converged" in need and all(measures.caught_up(rows, wanted) for rows in _sensor_rows(r)):
+            successes.append(("converged", r.now()))
+            need.discard("converged")
+        time.sleep(max(0.0, measures.PROBE_INTERVAL_S - (time.monotonic() - polled)))
+    row = measures.recovery(measures.Heal(fault=fault, healed_at=healed_at, until=until), successes)
+    with r.lock:
+        r.recovery.append(row)
+
+
+def _leader_commits(r: _Run) -> bool:
+    """Whether the answering nodes (a majority) agree on a leader and a config write through it commits."""
+    views: dict[str, dict | None] = {}
+    for node in list(r.cluster.nodes):
+        try:
+            views[node.name] = node.client(timeout=1).get("/status")["raft"]
+        except (ClientError, OSError, MeshError, KeyError, TypeError, ValueError):
+            views[node.name] = None
+    if measures.leader_agreed(views, len(r.names)) is None:
+        return False
+    name = next(n for n, v in views.items() if v is not None)
+    node = next(n for n in r.cluster.nodes if n.name == name)
+    try:
+        node.client(timeout=2).post("/config/set", {"key": PROBE_KEY, "value": r.unique("p")})
+    except (ClientError, OSError, MeshError, ValueError):
+        return False
+    return True
+
+
+def _sensor_rows(r: _Run) -> list[list | None]:
+    out: list[list | None] = []
+    for node in list(r.cluster.nodes):
+        try:
+            out.append(node.client(timeout=1).get("/state/list", prefix="chaos/s"))
+        except (ClientError, OSError, MeshError, ValueError):
+            out.append(None)
+    return out
+
+
+def _secs(value: float | None) -> str:
+    return "not within the window" if value is None else f"{value:.2f} s"
 
 
 def _leader_index(r: _Run) -> int:
@@ -474,7 +609,7 @@ def _leader_index(r: _Run) -> int:
 
 
 def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
-    for fault in sched:
+    for n, fault in enumerate(sched):
         if r.stop.wait(max(0.0, fault.start_s - r.now())):
             return
         try:
@@ -491,7 +626,13 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
             done = faults.heal(injection.fault, r.cluster)
         except MeshError as exc:
             done = (f"heal failed: {exc}",)
-        r.actions.append({"t": round(r.now(), 3), "fault": f"heal {fault.kind}", "actions": list(done)})
+        healed_at = r.now()
+        r.actions.append({"t": round(healed_at, 3), "fault": f"heal {fault.kind}", "actions": list(done)})
+        next_start = sched[n + 1].start_s if n + 1 < len(sched) else r.options.duration
+        probe = threading.Thread(target=_probe, daemon=True, args=(
+            r, injection.fault.describe(), healed_at, min(next_start, healed_at + measures.RECOVERY_WINDOW_S)))
+        r.probes.append(probe)
+        probe.start()
         if fault.kind in ("kill", "pause", "restart-all"):
             hit = injection.fault.targets or tuple(r.names)
             with r.lock:  # a request whose entry node was down or stopped meanwhile is not the mesh's to answer
@@ -542,6 +683,10 @@ def _check(r: _Run, final: dict[str, dict | None], matched: dict[str, float | No
         reference = next((s for s in final.values() if s is not None), {})
         verdicts.append(checkers.crdt_no_lost_writes(r.sensor_writes, reference).to_dict())
         verdicts.append(checkers.counters_exact(r.increments, {COUNTER: _counter(r)}).to_dict())
+    if r.tasks is not None:
+        verdicts += r.tasks.verdicts()
+    if r.recovery:
+        verdicts.append(measures.recovery_verdict(sorted(r.recovery, key=lambda row: row["healed_at"])).to_dict())
     return verdicts
 
 
@@ -563,6 +708,7 @@ def _counter(r: _Run) -> int:
 
 def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
     history = r.register.history()
+    recovery = sorted(r.recovery, key=lambda row: row["healed_at"])
     return {
         "format": "meshnode-chaos-report", "version": 1,
         "seed": r.options.seed, "nodes": r.names, "backend": r.backend,
@@ -584,6 +730,9 @@ def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
                     "leaders": [{"node": o.node, "term": o.term, "leader": o.leader, "at": round(o.time, 3)}
                                 for o in r.leaders]},
         "final_state": final,
+        "tasks": r.tasks.summary() if r.tasks is not None else None,
+        "recovery": recovery, **measures.worst(recovery), "recovery_bound_s": measures.LEADER_BOUND_S,
+        "messages": measures.messages_per_op(r.frames.total, _ops_done(r), r.idle_frames_per_s, r.load_s),
         "verdicts": verdicts,
         "ok": all(v["ok"] for v in verdicts),
     }
