@@ -83,6 +83,7 @@ from pysyncobj import (
 )
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.journal import FileJournal
+from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
 from crdt.errors import LocalProtocolError, RemoteProtocolError
@@ -257,13 +258,43 @@ class _DurableTransport(TCPTransport):
             conn.disconnect()
             self._unknownConnections.discard(conn)
             return
+        cut_off = self._syncObj.cut_off
+        if conn.sendRandKey and isinstance(message, str) and cut_off is not None and cut_off(message):
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
         super()._onIncomingMessageReceived(conn, message)
 
     def send(self, node, message):
+        if self._cut(node):
+            return False
         journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
         if isinstance(journal, DurableJournal):
             journal.sync()
         return super().send(node, message)
+
+    # A test-only fault filter (``RaftLog(cut_off=...)``, the chaos harness without root): no
+    # connection to or from a voter it names, as if the network between us were down.
+
+    def _cut(self, node) -> bool:
+        cut_off = self._syncObj.cut_off
+        if cut_off is None or not cut_off(node.address):
+            return False
+        conn = self._connections.get(node)
+        if conn is not None and conn.state != CONNECTION_STATE.DISCONNECTED:
+            conn.disconnect()
+        return True
+
+    def _connectIfNecessarySingle(self, node):  # noqa: N802 (pysyncobj's name)
+        if self._cut(node):
+            return False
+        return super()._connectIfNecessarySingle(node)
+
+    def _onTick(self):  # noqa: N802 (pysyncobj's name)
+        if self._syncObj.cut_off is not None:
+            for node in list(self._nodes):
+                self._cut(node)
+        super()._onTick()
 
     def _onMessageReceived(self, node, message):
         # Hearing the leader (append_entries of the current term, heartbeats included)
@@ -343,8 +374,10 @@ class _RaftNode(SyncObj):
 
     leader_contact: float | None = None  # monotonic time a follower last heard its leader
 
-    def __init__(self, *args: Any, raft_keys: RaftKeys, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, raft_keys: RaftKeys, cut_off: Callable[[str], bool] | None = None,
+                 **kwargs: Any) -> None:
         self.raft_keys = raft_keys  # before SyncObj.__init__: its transport reads the encryptor
+        self.cut_off = cut_off
         super().__init__(*args, **kwargs)
 
     @property
@@ -386,6 +419,8 @@ class RaftLog:
     new state after every applied write, on pysyncobj's thread: keep it short.
     ``password`` is the key frames are encrypted with; ``accepted_keys`` are
     further keys whose frames are read too (see ``set_raft_keys``).
+    ``cut_off`` (test-only, the chaos harness without root) names voters, by
+    Raft address, this node keeps no connection with while it says so.
     """
 
     def __init__(
@@ -398,6 +433,7 @@ class RaftLog:
         bind_host: str | None = None,
         compact_after: int = COMPACT_AFTER,
         accepted_keys: Sequence[str] = (),
+        cut_off: Callable[[str], bool] | None = None,
     ) -> None:
         self._self_addr = check_addr(self_addr, "self raft address")
         partners = sorted({check_addr(p, "partner raft address") for p in partners} - {self._self_addr})
@@ -415,6 +451,7 @@ class RaftLog:
         self._data_dir = Path(data_dir)
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._keys = RaftKeys(password, accepted_keys)
+        self._cut_off = cut_off  # test-only: voters (by address) this node must not talk to
         self._role: Role = "follower"
         self._machine = _Machine(on_applied)
         self._closed = False
@@ -558,7 +595,7 @@ class RaftLog:
         def own() -> None:
             try:
                 node = _RaftNode(self._self_addr, partners, conf, consumers=[self._machine],
-                                 transportClass=_DurableTransport, raft_keys=self._keys)
+                                 transportClass=_DurableTransport, raft_keys=self._keys, cut_off=self._cut_off)
             except Exception as exc:
                 built.put(exc)
                 return

@@ -222,7 +222,8 @@ class _TCP(TCP):
 class Host:
     """A running libp2p host with the mesh's identity and key."""
 
-    def __init__(self, *, seed: bytes, psk_hex: str, listen: str, on_peer_event: PeerEvent) -> None:
+    def __init__(self, *, seed: bytes, psk_hex: str, listen: str, on_peer_event: PeerEvent,
+                 cut_off: Callable[[str], bool] | None = None) -> None:
         if len(psk_hex) != 64:
             raise MeshError("mesh: the mesh key must be 32 bytes (64 hex characters)")
         self._listen = parse_multiaddr(listen)
@@ -250,6 +251,7 @@ class Host:
         )
         self._host.get_network().register_notifee(_Notifee(on_peer_event))
         self.peer_id: str = self._host.get_id().to_base58()
+        self._cut_off = cut_off  # test-only (mesh/fault_filter.py): peers we must not reach
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator["Host"]:
@@ -299,6 +301,7 @@ class Host:
             raise DialError(f"mesh: {addr!r} has no /p2p/PEER_ID part") from exc
         if info.peer_id.to_base58() == self.peer_id:
             raise DialError(f"mesh: {addr} is this node itself")
+        self._check_cut(info.peer_id.to_base58())
         # py-libp2p refuses, for 60 s, to dial a peer whose addresses all failed once (its
         # "negative cache"). Our dials are already paced by their callers, and a peer that
         # restarted or came back after a partition must be reachable at the next attempt.
@@ -327,8 +330,13 @@ class Host:
         pid = parse_peer_id(peer_id)
         self._host.get_peerstore().add_addrs(pid, [parse_multiaddr(a) for a in addrs], 600)
 
+    def _check_cut(self, peer_id: str) -> None:
+        if self._cut_off is not None and self._cut_off(peer_id):
+            raise DialError(f"mesh: cannot reach {peer_id}: the chaos fault filter cuts this link")
+
     async def open_stream(self, peer_id: str, protocol: str) -> Stream:
         """A new stream to a connected (or dialable) peer."""
+        self._check_cut(peer_id)
         try:
             with trio.fail_after(DIAL_TIMEOUT + 1):
                 raw = await self._host.new_stream(parse_peer_id(peer_id), [TProtocol(protocol)])

@@ -55,6 +55,8 @@ from .api import serve_api as serve_api_task
 from .cluster_config import ClusterConfig, ClusterTasks, on_raft_read, stamp
 from .cluster_placement import ClusterPlacement, placement_driver
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
+from .fault_filter import RELOAD_S as FAULT_FILTER_RELOAD
+from .fault_filter import FaultFilter
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
@@ -107,11 +109,13 @@ class Node:
         self.data_dir = Path(config.data_dir)
         self._nursery = nursery
         self._psk = read_mesh_key(self.data_dir / MESH_KEY_FILE)
+        self.fault_filter = FaultFilter.from_env()  # test-only: the chaos harness's partitions without root
         self.host = Host(
             seed=read_identity(self.data_dir),
             psk_hex=self._psk,
             listen=config.listen,
             on_peer_event=self._on_peer_event,
+            cut_off=self.fault_filter.blocks_peer if self.fault_filter.active else None,
         )
         self.peer_id = self.host.peer_id
         self.instance = os.urandom(8).hex()  # tells this process apart from a copy of its data dir
@@ -203,6 +207,8 @@ class Node:
                         nursery.start_soon(node.models.run)
                         nursery.start_soon(node.inference.run)
                         nursery.start_soon(node.placement_driver.run)
+                        if node.fault_filter.active:
+                            nursery.start_soon(node._fault_filter_loop)
                         if serve_api:
                             node.api_addr = await nursery.start(serve_api_task, node)
                         log.info("node %s (%s) up at %s", config.name, node.peer_id, node.host.addrs())
@@ -257,6 +263,8 @@ class Node:
         )
 
     def _on_peer_event(self, peer: str, connected: bool) -> None:
+        if connected and self.fault_filter.blocks_peer(peer):
+            self._nursery.start_soon(self.host.disconnect, peer)  # the chaos fault filter cuts this link
         self.admission.connection(peer, connected)  # the admission path: refuse, start the hello clock
         if not connected and self.host.is_connected(peer):
             return  # one of several connections closed (e.g. after a simultaneous dial)
@@ -267,6 +275,13 @@ class Node:
         if not connected:
             self.rpc.forget(peer)
             self.state.peer_down(peer)
+
+    async def _fault_filter_loop(self) -> None:
+        """Test-only (chaos without root): close connections the fault filter has just cut."""
+        while True:
+            for peer in self.fault_filter.blocked_peers() & set(self.host.connected_peers()):
+                await self.host.disconnect(peer)
+            await trio.sleep(FAULT_FILTER_RELOAD)
 
     def _on_member_event(self, event: MemberEvent) -> None:
         """The failure detector's verdicts: the only source of "dead"."""
@@ -656,6 +671,7 @@ class Node:
             self._raft_building = RaftLog(
                 self.raft_addr, partners, keys.current, self._raft_dir,
                 bind_host=self.settings.listen_host, accepted_keys=keys.accepted,
+                cut_off=self.fault_filter.blocks_raft if self.fault_filter.active else None,
             )
             return self._raft_building
 
