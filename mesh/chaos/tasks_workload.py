@@ -41,6 +41,17 @@ reply came after the deadline (``no_double_holders``, clock bound 0: the drift
 margin already sits inside each holding); and ``fenced_writes`` here: no write
 made within its holding is ever refused, and no write under the newest token
 granted for its task is ever refused (either would mean two holders at once).
+
+*Clock faults.* A voter whose wall clock jumps or drifts ahead drags the
+cluster clock ahead and ends leases early (the module doc of
+``consensus/leases.py``): then two holders can both be inside their own
+deadlines, and the old one's writes are refused. That is the case fencing
+tokens exist for, so holdings that overlap a clock fault's window are judged
+by fencing alone (``holder_alive`` False for ``no_double_holders``), and a
+refused write within a holding is excused while a clock fault is in force or
+up to ``LEASE_S`` after it (windows are the scheduled ones, widened by
+``LEASE_S`` for the heal to take effect). A clock set back cannot hurt: the cluster clock
+never runs backwards, so leases only last longer.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,12 +113,14 @@ def grants(attempts: list[Attempt]) -> list[LeaseGrant]:
             for a in attempts if a.outcome == "granted"]
 
 
-def holdings(attempts: list[Attempt]) -> list[Holding]:
+def holdings(attempts: list[Attempt], skewed: Sequence[tuple[float, float]] = ()) -> list[Holding]:
     """When each holder acted for its task: from the grant's reply to its safe deadline or when it stopped.
 
     A grant that came back after the holder's own deadline is no holding: the holder never acted on it.
     A holder is one actor: once it stops acting under a token (a release sent, a renew failed) it has
     stopped for every grant of that token it got before, also those it had meant to let lapse.
+    A holding that overlaps a clock fault's window in ``skewed`` (or the ``LEASE_S`` after it, while
+    the node rereads its clock) is marked ``holder_alive=False``: fencing alone covers it (module doc).
     """
     stops: dict[tuple[str, str, int], list[float]] = {}
     for a in attempts:
@@ -119,7 +132,8 @@ def holdings(attempts: list[Attempt]) -> list[Holding]:
             continue
         later = [s for s in stops.get((a.task, a.holder, a.token), ()) if s >= a.ok]
         end = min([a.deadline, *later])
-        out.append(Holding(task=a.task, holder=a.holder, start=a.ok, end=end, holder_alive=True))
+        trusted = not any(start <= end and a.ok <= until + LEASE_S for start, until in skewed)
+        out.append(Holding(task=a.task, holder=a.holder, start=a.ok, end=end, holder_alive=trusted))
     return out
 
 
@@ -156,14 +170,24 @@ class FencedResource:
         return admitted
 
 
-def fenced_writes(writes: list[FencedWrite]) -> Verdict:
-    """No write within its holding is refused, nor one under the newest token granted for its task."""
+def fenced_writes(writes: list[FencedWrite], skewed: Sequence[tuple[float, float]] = ()) -> Verdict:
+    """No write within its holding is refused, nor one under the newest token granted for its task.
+
+    A write within its holding refused while a clock fault of ``skewed`` was in force (or up to
+    ``LEASE_S`` after) is fencing at work, not a violation (see the module doc).
+    """
+    def excused(w: FencedWrite) -> bool:
+        return not w.late and any(start <= w.time <= until + LEASE_S for start, until in skewed)
+
     problems = [w.to_dict() | {"rule": "refused within its holding" if not w.late else "refused the newest token"}
-                for w in writes if not w.admitted and (not w.late or w.token >= w.newest_granted)]
+                for w in writes if not w.admitted and (not w.late or w.token >= w.newest_granted)
+                and not (excused(w) and w.token < w.newest_granted)]
     admitted = sum(w.admitted for w in writes)
     stale = sum(1 for w in writes if not w.admitted and w.late)
     late_in = sum(1 for w in writes if w.admitted and w.late)
-    details = {"writes": len(writes), "admitted": admitted, "refused_stale": stale, "late_admitted": late_in}
+    skew = sum(1 for w in writes if not w.admitted and excused(w) and w.token < w.newest_granted)
+    details = {"writes": len(writes), "admitted": admitted, "refused_stale": stale, "late_admitted": late_in,
+               "refused_under_clock_fault": skew}
     if problems:
         p = problems[0]
         return Verdict(name="fenced_writes", ok=False,
@@ -172,7 +196,8 @@ def fenced_writes(writes: list[FencedWrite]) -> Verdict:
                        details=details | {"violations": len(problems), "examples": problems[:MAX_LISTED]})
     return Verdict(name="fenced_writes", ok=True,
                    summary=f"{admitted} fenced writes admitted; {stale} late write(s) by stale holders refused "
-                           f"(fencing at work), {late_in} late write(s) admitted (no newer holder had written yet)",
+                           f"(fencing at work), {late_in} late write(s) admitted (no newer holder had written yet)"
+                           + (f"; {skew} write(s) refused while a clock fault cut leases short" if skew else ""),
                    details=details)
 
 
@@ -289,15 +314,15 @@ class TasksWorkload:
             self.answered += 1
         return "ok", got
 
-    def verdicts(self) -> list[dict]:
-        """The three task checkers' verdicts, as JSON data."""
+    def verdicts(self, skewed: Sequence[tuple[float, float]] = ()) -> list[dict]:
+        """The three task checkers' verdicts, as JSON data (``skewed``: clock fault windows, see the module doc)."""
         from .checkers import fencing_monotonic, no_double_holders
 
         with self.lock:
             attempts, writes, errors = list(self.attempts), list(self.resource.writes), list(self.errors)
         out = [fencing_monotonic(grants(attempts)).to_dict(),
-               no_double_holders(holdings(attempts), clock_bound_s=CLOCK_BOUND_S).to_dict(),
-               fenced_writes(writes).to_dict()]
+               no_double_holders(holdings(attempts, skewed), clock_bound_s=CLOCK_BOUND_S).to_dict(),
+               fenced_writes(writes, skewed).to_dict()]
         if errors:
             out[-1]["details"]["malformed_answers"] = errors[:MAX_LISTED]
         return out

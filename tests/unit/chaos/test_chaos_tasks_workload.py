@@ -86,7 +86,8 @@ def test_the_fence_refuses_a_lower_token_and_admits_equal_and_higher_ones():
     assert not res.write(task="t", holder="a", token=1, now=3.5, late=True, newest_granted=2)  # woke up late
     assert res.write(task="u", holder="a", token=1, now=3.6, late=False, newest_granted=1)  # per task
     verdict = fenced_writes(res.writes)
-    assert verdict.ok and verdict.details == {"writes": 5, "admitted": 4, "refused_stale": 1, "late_admitted": 0}
+    assert verdict.ok and verdict.details == {"writes": 5, "admitted": 4, "refused_stale": 1, "late_admitted": 0,
+                                         "refused_under_clock_fault": 0}
     assert "1 late write(s) by stale holders refused" in verdict.summary
 
 
@@ -190,3 +191,23 @@ def test_a_release_ends_every_earlier_holding_of_its_token_by_that_holder():
     # A stop before a grant of the same token (a renew that failed, then acquired again) does not end it.
     again = [granted("t", "c1", 0.0, 0.1, 5, stopped=1.0), granted("t", "c1", 1.5, 1.6, 5)]
     assert [h.end for h in holdings(again)] == [1.0, safe_deadline(1.5)]
+
+
+def test_under_a_clock_fault_two_holders_are_left_to_fencing():
+    # consensus/leases.py: "a voter whose clock runs ahead drags the cluster clock ahead and ends leases
+    # early ... Then a second holder may act while the first still believes it holds the task."
+    attempts = [granted("t", "a", 10.0, 10.1, 1), granted("t", "b", 11.0, 11.1, 2)]
+    res = FencedResource()
+    res.write(task="t", holder="b", token=2, now=11.2, late=False, newest_granted=2)
+    res.write(task="t", holder="a", token=1, now=11.5, late=False, newest_granted=2)  # a still inside its deadline
+    assert not no_double_holders(holdings(attempts), clock_bound_s=CLOCK_BOUND_S).ok
+    assert not fenced_writes(res.writes).ok
+    skewed = [(9.0, 10.5)]  # a clock-jump window while a held the task
+    # Both overlap the window widened by a lease (the heal takes a moment to reach the node's clock).
+    assert [h.holder_alive for h in holdings(attempts, skewed)] == [False, False]
+    assert no_double_holders(holdings(attempts, skewed), clock_bound_s=CLOCK_BOUND_S).ok
+    verdict = fenced_writes(res.writes, skewed)
+    assert verdict.ok and verdict.details["refused_under_clock_fault"] == 1
+    # Far from any clock fault the same refusal is still a violation.
+    assert not fenced_writes(res.writes, [(30.0, 40.0)]).ok
+    assert all(h.holder_alive for h in holdings(attempts, [(30.0, 40.0)]))
