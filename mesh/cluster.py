@@ -3,6 +3,11 @@
 Each node gets its own data dir under one root, is created with ``meshnode
 init`` and runs as ``python -m mesh run DIR`` in its own process. The cluster
 ends only the processes it started, by their pid, and every wait is bounded.
+
+A cluster built with ``chaos_clock=True`` (the chaos harness's, nothing else)
+starts every node with ``MESHNODE_CHAOS_CLOCK`` naming ``<data_dir>/chaos-clock.json``,
+the test-only switch that lets ``mesh.chaos.faults`` skew that node's wall
+clock (``mesh.clock``); any other cluster starts its nodes without it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Callable, Iterator
 from crdt.errors import MeshError
 
 from .client import Client, ClientError
+from .clock import CHAOS_CLOCK_ENV, CHAOS_CLOCK_FILE
 from .config import API_ADDR_FILE, MESH_KEY_FILE
 
 
@@ -44,6 +50,11 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
     raise MeshError(f"cluster: timed out after {timeout:g} s waiting for {what}"
                     + (f" (last error: {last_error})" if last_error else ""))
+
+
+def chaos_clock_env(data_dir: Path) -> dict[str, str]:
+    """The environment that points a node at its test-only clock skew file (chaos runs only)."""
+    return {CHAOS_CLOCK_ENV: str(Path(data_dir) / CHAOS_CLOCK_FILE)}
 
 
 @dataclass
@@ -120,13 +131,15 @@ class NodeProcesses:
 
 
 class LocalCluster(NodeProcesses):
-    """Creates, starts and stops local nodes under ``root``."""
+    """Creates, starts and stops local nodes under ``root`` (``chaos_clock``: see the module doc)."""
 
-    def __init__(self, root: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None, chaos_clock: bool = False) -> None:
         self.root = Path(root)
         self.nodes: list[LocalNode] = []
+        self.chaos_clock = chaos_clock
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env.pop(CHAOS_CLOCK_ENV, None)  # only chaos_clock turns the test-only switch on, per node
 
     def init_node(self, name: str, *, tier: str = "edge", capabilities: tuple[str, ...] = (),
                   location: str = "", join: bool = True, extra_args: tuple[str, ...] = ()) -> LocalNode:
@@ -155,9 +168,10 @@ class LocalCluster(NodeProcesses):
         (node.data_dir / API_ADDR_FILE).unlink(missing_ok=True)
         node.log_path = self.root / f"{node.name}.log"
         log = open(node.log_path, "ab")
+        env = dict(self.env, **chaos_clock_env(node.data_dir)) if self.chaos_clock else self.env
         node.proc = subprocess.Popen(
             meshnode_cmd("run", str(node.data_dir)), stdout=log, stderr=subprocess.STDOUT,
-            env=self.env, start_new_session=True,
+            env=env, start_new_session=True,
         )
         log.close()
 
@@ -223,4 +237,4 @@ class LocalCluster(NodeProcesses):
         self.stop_all()
 
 
-__all__ = ["ClientError", "LocalCluster", "LocalNode", "meshnode_cmd", "wait_for"]
+__all__ = ["ClientError", "LocalCluster", "LocalNode", "chaos_clock_env", "meshnode_cmd", "wait_for"]

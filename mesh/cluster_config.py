@@ -15,7 +15,8 @@ Reads come in two kinds:
 
 Task commands carry the time of the voter that submits them (``stamp``):
 ``consensus.leases`` explains why only voters' clocks count. ``lease_left_s``
-in answers is computed on the answering node's wall clock.
+in answers is computed on the answering node's wall clock. Both read it through
+``mesh.clock.wall`` (the chaos harness's clock nemesis skews exactly those reads).
 
 ``watch`` follows the applied state (a voter looks at its own every 50 ms, a
 forwarder asks a voter every 0.5 s) and yields each change of a watched key:
@@ -27,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,8 @@ from consensus import (
 from consensus.commands import READS, TIMED
 from crdt.errors import LocalProtocolError, MeshError, RemoteProtocolError
 
+from .clock import wall
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -62,7 +64,7 @@ READ_TIMEOUT = 5.0  # seconds a forwarded stale read may take
 def stamp(command: Any) -> Any:
     """``command`` with ``now`` set to this node's wall clock, for the commands that carry time."""
     if isinstance(command, TIMED):
-        return dataclasses.replace(command, now=time.time())
+        return dataclasses.replace(command, now=wall())
     return command
 
 
@@ -228,7 +230,7 @@ class ClusterConfig:
 def _lease_left(doc: dict) -> dict:
     """``doc`` with ``lease_left_s``: seconds until ``expires_at`` on this node's clock (None for a free task)."""
     expires = doc.get("expires_at")
-    left = None if expires is None else round(max(expires - time.time(), 0.0), 3)
+    left = None if expires is None else round(max(expires - wall(), 0.0), 3)
     return {**doc, "lease_left_s": left}
 
 
@@ -248,22 +250,22 @@ class ClusterTasks:
 
     async def acquire(self, task: str, lease: float, *, holder: str | None = None) -> dict:
         """Take ``task`` for ``lease`` seconds; ``acquired`` False (with the current holder) if someone has it."""
-        command = TaskAcquire(task=task, holder=self._holder(holder), lease=lease, now=time.time())
+        command = TaskAcquire(task=task, holder=self._holder(holder), lease=lease, now=wall())
         return _lease_left(await self._node.submit(command))
 
     async def renew(self, task: str, token: int, lease: float, *, holder: str | None = None) -> dict:
         """Extend the live lease fenced by ``token`` to ``lease`` seconds from now; ``renewed`` says if it was."""
-        command = TaskRenew(task=task, holder=self._holder(holder), token=token, lease=lease, now=time.time())
+        command = TaskRenew(task=task, holder=self._holder(holder), token=token, lease=lease, now=wall())
         return _lease_left(await self._node.submit(command))
 
     async def release(self, task: str, token: int, *, holder: str | None = None) -> dict:
         """Give ``task`` up if still held under ``token``; ``released`` says if it was."""
-        command = TaskRelease(task=task, holder=self._holder(holder), token=token, now=time.time())
+        command = TaskRelease(task=task, holder=self._holder(holder), token=token, now=wall())
         return _lease_left(await self._node.submit(command))
 
     async def check(self, task: str, token: int, *, stale: bool = False) -> dict:
         """Whether ``token`` is ``task``'s live fencing token (``valid``), with the current lease."""
-        answer = await read(self._node, TaskCheck(task=task, token=token, now=time.time()), stale=stale)
+        answer = await read(self._node, TaskCheck(task=task, token=token, now=wall()), stale=stale)
         return {**_lease_left(answer["result"]), **_meta(answer)}
 
     async def list(self, *, stale: bool = False) -> dict:

@@ -41,7 +41,8 @@ from typing import Any
 from crdt.errors import MeshError
 
 from .client import ClientError
-from .cluster import NodeProcesses, wait_for
+from .clock import CHAOS_CLOCK_ENV
+from .cluster import NodeProcesses, chaos_clock_env, wait_for
 from .config import API_ADDR_FILE, MESH_KEY_FILE, NODE_FILE
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -233,14 +234,15 @@ class Lan:
         return subprocess.run([IP, "netns", "exec", ns, sys.executable, "-m", "mesh", *args],
                               capture_output=True, text=True, timeout=timeout, check=False)
 
-    def start(self, ns: str, data_dir: Path) -> subprocess.Popen:
-        """``meshnode run`` inside ``ns`` (``ip netns exec`` execs it: the pid is the node's)."""
+    def start(self, ns: str, data_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """``meshnode run`` inside ``ns`` (``ip netns exec`` execs it: the pid is the node's), ``env`` added."""
         (data_dir / API_ADDR_FILE).unlink(missing_ok=True)
+        base = {k: v for k, v in os.environ.items() if k != CHAOS_CLOCK_ENV}  # the test-only switch: only via env
         with open(self.root / f"{data_dir.name}.log", "ab") as log:
             proc = subprocess.Popen(
                 [IP, "netns", "exec", ns, sys.executable, "-m", "mesh", "run", str(data_dir)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=dict(base, PYTHONUNBUFFERED="1", **(env or {})),
             )
         self.procs.append(proc)
         return proc
@@ -367,12 +369,18 @@ class LabNode:
 
 
 class LanCluster(NodeProcesses):
-    """N real nodes, each in its own namespace on one ``Lan``, joined to node 0; ``close`` ends it all."""
+    """N real nodes, each in its own namespace on one ``Lan``, joined to node 0; ``close`` ends it all.
+
+    ``chaos_clock=True`` (chaos runs only) starts every node with the test-only
+    ``MESHNODE_CHAOS_CLOCK`` switch on, naming its own skew file (``mesh.clock``).
+    """
 
     subsystem = "netlab"
 
-    def __init__(self, root: Path, *, prefix: str = "lab", subnet: str = "10.77.0") -> None:
+    def __init__(self, root: Path, *, prefix: str = "lab", subnet: str = "10.77.0",
+                 chaos_clock: bool = False) -> None:
         self.root = Path(root)
+        self.chaos_clock = chaos_clock
         self.lan = Lan(self.root, prefix=prefix, subnet=subnet)
         self.nodes: list[LabNode] = []
         self.lan.build_switch()
@@ -404,7 +412,8 @@ class LanCluster(NodeProcesses):
     def start(self, node: LabNode) -> None:
         """Start ``meshnode run`` for ``node`` in its namespace."""
         if not node.running:
-            node.proc = self.lan.start(node.ns, node.data_dir)
+            env = chaos_clock_env(node.data_dir) if self.chaos_clock else None
+            node.proc = self.lan.start(node.ns, node.data_dir, env=env)
 
     def alive_peers(self, node: LabNode) -> set[str]:
         """Peer ids ``node`` sees alive."""

@@ -38,6 +38,7 @@ from .sensor_quorum import (
     read_write_request,
     write_request,
 )
+from . import clock
 from . import sensor_counters as counters
 from .sensor_replicas import Replicas
 
@@ -49,8 +50,8 @@ GC_EVERY = 10.0  # seconds between tombstone collections
 
 
 def wall_ms() -> int:
-    """Wall-clock milliseconds, only ever fed into the hybrid logical clock."""
-    return int(time.time() * 1000)
+    """Wall-clock milliseconds (``mesh.clock``, which the chaos harness can skew), only ever fed into the HLC."""
+    return clock.wall_ms()
 
 
 def check_key(key: Any) -> None:

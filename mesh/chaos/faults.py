@@ -1,4 +1,4 @@
-"""The chaos harness's fault injector: turns a scheduled ``Fault`` into netlab calls and process signals.
+"""The chaos harness's fault injector: turns a scheduled ``Fault`` into netlab calls, process signals and clock files.
 
 Theory of operation
 -------------------
@@ -16,6 +16,14 @@ given the resolved fault, never the scheduled one).
 - pause: SIGSTOP each target; heal sends SIGCONT. Schedules keep a pause longer
   than the election timeout (``nemesis.PAUSE_MIN_S``).
 - restart-all: SIGTERM every node (graceful); heal starts them all again.
+- clock-jump / clock-drift: write each target's skew file
+  (``<data_dir>/chaos-clock.json``, a temp file ``os.replace``-d in, so a node
+  never reads half of one) with ``since`` = now; heal removes it, which the
+  node reads as no skew within ``mesh.clock.RELOAD_S``. A node reads the file
+  only if it was started with ``MESHNODE_CHAOS_CLOCK`` pointing at it, which
+  ``LocalCluster`` and ``LanCluster`` do only when built with
+  ``chaos_clock=True``; on any other cluster a clock fault is refused, since
+  it would silently do nothing.
 
 Network faults need the network-namespace backend (``mesh.netlab.LanCluster``,
 root); process faults also work on a plain ``mesh.cluster.LocalCluster``.
@@ -24,13 +32,17 @@ Nothing here waits for the cluster to recover: the runner does that.
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from crdt.errors import MeshError
 
+from ..clock import CHAOS_CLOCK_FILE, Skew
 from .nemesis import Fault, blocked_pairs, resolve
 
 
@@ -57,6 +69,33 @@ def _need_network(fault: Fault, cluster: Any) -> None:
     if not hasattr(cluster, "block") or not hasattr(cluster, "netem"):
         raise MeshError(f"chaos: {fault.kind} needs the network-namespace backend (root, mesh.netlab.LanCluster); "
                         "without it choose process nemeses only: kill, pause, restart-all")
+
+
+def _need_clock(fault: Fault, cluster: Any) -> None:
+    if not getattr(cluster, "chaos_clock", False):
+        raise MeshError(f"chaos: {fault.kind} needs a cluster built with chaos_clock=True (LocalCluster(..., "
+                        "chaos_clock=True) or LanCluster(..., chaos_clock=True)); its nodes would never read the skew")
+
+
+def clock_file(node: Any) -> Path:
+    """Where ``node`` reads its test-only clock skew (``MESHNODE_CHAOS_CLOCK`` names this path)."""
+    return Path(node.data_dir) / CHAOS_CLOCK_FILE
+
+
+def set_skew(node: Any, skew: Skew) -> None:
+    """Write ``node``'s skew file atomically (temp file, then ``os.replace``)."""
+    path = clock_file(node)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(skew.to_json())
+    os.replace(tmp, path)
+
+
+def clear_skew(node: Any) -> bool:
+    """Remove ``node``'s skew file (its clock is true again); whether there was one."""
+    path = clock_file(node)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
 
 
 def apply(fault: Fault, cluster: Any, resolve_leader: Callable[[], int] | None = None) -> Injection:
@@ -99,6 +138,13 @@ def apply(fault: Fault, cluster: Any, resolve_leader: Callable[[], int] | None =
                 actions.append(f"SIGSTOP {name} pid {node.proc.pid}")
             else:
                 actions.append(f"SIGSTOP {name}: not running, nothing to pause")
+    elif fault.clock:
+        _need_clock(fault, cluster)
+        offset, drift = fault.skew()
+        since = time.time()  # the real clock the nodes' skew is counted from (same machine)
+        for name in fault.targets:
+            set_skew(_node(cluster, name)[1], Skew(offset_s=offset, drift=drift, since=since))
+            actions.append(f"clock {name} offset {offset:+g} s drift {drift:+g} s/s")
     return Injection(fault=fault, actions=tuple(actions))
 
 
@@ -130,12 +176,19 @@ def heal(fault: Fault, cluster: Any) -> tuple[str, ...]:
             if node.running:
                 node.proc.send_signal(signal.SIGCONT)
                 actions.append(f"SIGCONT {name} pid {node.proc.pid}")
+    elif fault.clock:
+        for name in fault.targets:
+            clear_skew(_node(cluster, name)[1])
+            actions.append(f"clock {name} reset")
     return tuple(actions)
 
 
 def heal_all(cluster: Any) -> tuple[str, ...]:
-    """Undo whatever may be left (safety net before the quiet period): links, shaping, pauses, stopped nodes."""
+    """Undo whatever may be left (safety net before the quiet period): links, shaping, clocks, pauses, stopped nodes."""
     actions: list[str] = []
+    reset = [node.name for node in cluster.nodes if getattr(node, "data_dir", None) is not None and clear_skew(node)]
+    if reset:
+        actions.append(f"clock reset {','.join(reset)}")
     if hasattr(cluster, "unblock_all"):
         cluster.unblock_all()
         actions.append("unblock all")
@@ -151,4 +204,4 @@ def heal_all(cluster: Any) -> tuple[str, ...]:
     return tuple(actions)
 
 
-__all__ = ["Injection", "apply", "heal", "heal_all"]
+__all__ = ["Injection", "apply", "clear_skew", "clock_file", "heal", "heal_all", "set_skew"]

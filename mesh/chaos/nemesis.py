@@ -26,6 +26,15 @@ is the exception: ``groups == (senders, receivers)`` and only senders ->
 receivers is cut. ``blocked_pairs`` turns any of them into the directed pairs
 (src, dst) where src cannot send to dst, which is what the packet filter
 installs (a blackhole route for dst's address inside src's namespace).
+
+Clock faults skew what the targets' ``mesh.clock.wall()`` reads (the wall
+time fed to the hybrid logical clock and stamped on task leases), nothing
+else: ``clock-jump`` sets a constant offset of ``CLOCK_JUMP_S`` seconds either
+way on one node or a minority, ``clock-drift`` makes one node gain or lose
+``CLOCK_DRIFT`` seconds per second from the moment the fault starts. Healing
+takes the skew away at once, which is itself a jump back (a forward jump healed
+is a backward one). Both are drawn from the seed like every other fault; the
+amount is ``Fault.params`` (``offset_s`` or ``drift``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from crdt.errors import LocalProtocolError
+
+from ..clock import MAX_DRIFT, MAX_OFFSET_S
 
 LEADER = "@leader"
 """Stands for the Raft leader in ``Fault.targets`` until the injector resolves it."""
@@ -53,6 +64,8 @@ NEMESES: dict[str, str] = {
     "kill": "SIGKILL one node, a minority, the leader or all, then restart them",
     "pause": "SIGSTOP a node or the leader for longer than the election timeout, then SIGCONT",
     "restart-all": "stop every node, then start them all again (full-cluster restart)",
+    "clock-jump": "one node's or a minority's wall clock jumps 5-120 s forward or back (HLC and leases must cope)",
+    "clock-drift": "one node's wall clock gains or loses 0.01-0.2 s per second while the fault lasts",
 }
 """Every nemesis by name, with a one-line description (for ``--nemesis`` and the report)."""
 
@@ -62,9 +75,23 @@ PARTITIONS = frozenset(name for name in NEMESES if name.startswith("partition-")
 NETWORK = PARTITIONS | {"netem"}
 """Nemeses that act on the network (need the network-namespace backend)."""
 
+CLOCKS = frozenset({"clock-jump", "clock-drift"})
+"""Nemeses that skew nodes' wall clocks (need a cluster built with ``chaos_clock=True``)."""
+
 KILL_MODES = ("one", "minority", "leader", "all")
 PAUSE_MODES = ("one", "minority", "leader")
 NETEM_PARAMS = ("delay_ms", "jitter_ms", "loss_pct", "duplicate_pct", "reorder_pct")
+
+CLOCK_JUMP_S = (5.0, 120.0)
+"""A clock jump's size in seconds (drawn in this range, then given a random sign)."""
+
+CLOCK_DRIFT = (0.01, 0.2)
+"""A clock drift's rate in seconds gained per second (drawn in this range, then given a random sign)."""
+
+CLOCK_BOUNDS = {"offset_s": MAX_OFFSET_S, "drift": MAX_DRIFT}
+"""What a clock fault may ask for at most, either sign (what ``mesh.clock`` accepts)."""
+
+_CLOCK_PARAM = {"clock-jump": "offset_s", "clock-drift": "drift"}  # the one parameter each clock fault carries
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,15 +117,43 @@ class Fault:
             raise LocalProtocolError(f"chaos: pause mode must be one of {PAUSE_MODES}, got {self.mode!r}")
         if self.kind == "partition-one-way" and len(self.groups) != 2:
             raise LocalProtocolError("chaos: a one-way partition needs groups == (senders, receivers)")
+        if self.kind in CLOCKS:
+            self._check_clock()
+            return
         for name, value in self.params:
             if name not in NETEM_PARAMS or value < 0 or (name.endswith("_pct") and value > 100):
                 raise LocalProtocolError(f"chaos: bad netem parameter {name}={value}; "
                                          f"expected one of {NETEM_PARAMS}, >= 0, percentages <= 100")
 
+    def _check_clock(self) -> None:
+        want = _CLOCK_PARAM[self.kind]
+        names = [name for name, _ in self.params]
+        if names != [want]:
+            raise LocalProtocolError(f"chaos: {self.kind} needs exactly one parameter, {want}; got {names}")
+        value = self.params[0][1]
+        bound = CLOCK_BOUNDS[want]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= bound:
+            raise LocalProtocolError(f"chaos: bad {self.kind} parameter {want}={value!r}; "
+                                     f"expected a number within ±{bound:g}")
+        if not self.targets or LEADER in self.targets:
+            raise LocalProtocolError(f"chaos: {self.kind} needs the names of the nodes whose clock it skews")
+
     @property
     def network(self) -> bool:
         """Whether this fault acts on the network rather than on processes."""
         return self.kind in NETWORK
+
+    @property
+    def clock(self) -> bool:
+        """Whether this fault skews wall clocks."""
+        return self.kind in CLOCKS
+
+    def skew(self) -> tuple[float, float]:
+        """``(offset_s, drift)`` of a clock fault (raises for any other kind)."""
+        if not self.clock:
+            raise LocalProtocolError(f"chaos: {self.kind} is not a clock fault")
+        values = dict(self.params)
+        return float(values.get("offset_s", 0.0)), float(values.get("drift", 0.0))
 
     @property
     def needs_leader(self) -> bool:
@@ -119,7 +174,8 @@ class Fault:
         elif self.targets:
             parts.append(",".join(self.targets))
         if self.params:
-            parts.append(" ".join(f"{k}={v:g}" for k, v in self.params))
+            signed = "+" if self.clock else ""  # a clock fault's direction is the point: always show the sign
+            parts.append(" ".join(f"{k}={v:{signed}g}" for k, v in self.params))
         return " ".join(parts)
 
 
@@ -235,6 +291,13 @@ def draw(rng: random.Random, kind: str, nodes: list[str], start_s: float, end_s:
         return Fault(**window, mode=mode, targets=targets)
     if kind == "restart-all":
         return Fault(**window, targets=tuple(nodes))
+    if kind == "clock-jump":
+        targets = (rng.choice(nodes),) if rng.random() < 0.5 else _minority(rng, nodes)
+        offset = round(rng.uniform(*CLOCK_JUMP_S), 1) * rng.choice((1, -1))
+        return Fault(**window, targets=targets, params=(("offset_s", offset),))
+    if kind == "clock-drift":
+        rate = round(rng.uniform(*CLOCK_DRIFT), 3) * rng.choice((1, -1))
+        return Fault(**window, targets=(rng.choice(nodes),), params=(("drift", rate),))
     raise LocalProtocolError(f"chaos: unknown nemesis {kind!r}; choose from {', '.join(NEMESES)}")
 
 
@@ -277,6 +340,10 @@ def distinct_views(fault: Fault, nodes: list[str]) -> bool:
 
 
 __all__ = [
+    "CLOCKS",
+    "CLOCK_BOUNDS",
+    "CLOCK_DRIFT",
+    "CLOCK_JUMP_S",
     "KILL_MODES",
     "LEADER",
     "NEMESES",
