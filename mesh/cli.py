@@ -814,12 +814,13 @@ def chaos() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same faults and load.")
 @click.option("--nemesis", "nemeses", default="partition-halves,partition-leader,kill,pause", show_default=True,
               help="Comma-separated fault kinds, or 'all' (see `meshnode chaos list`).")
-@click.option("--workload", "workloads", default="register,sensor,inference", show_default=True,
+@click.option("--workload", "workloads", default="register,sensor,inference,tasks", show_default=True,
               help="Comma-separated workloads (see `meshnode chaos list`).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json into this directory.")
 @click.option("--backend", type=click.Choice(["auto", "netns", "local"]), default="auto", show_default=True,
-              help="netns: each node in its own network namespace (root); local: 127.0.0.1, process faults only.")
+              help="netns: each node in its own network namespace (root); local: 127.0.0.1, partitions cut by the "
+                   "nodes' test-only fault filter (both ways), no netem.")
 @click.option("--quiet", "quiet_s", type=click.FloatRange(1, 600), default=15.0, show_default=True,
               help="Seconds after the heal for replicas to agree (the convergence bound checked).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as one JSON document.")

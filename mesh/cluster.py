@@ -8,10 +8,17 @@ A cluster built with ``chaos_clock=True`` (the chaos harness's, nothing else)
 starts every node with ``MESHNODE_CHAOS_CLOCK`` naming ``<data_dir>/chaos-clock.json``,
 the test-only switch that lets ``mesh.chaos.faults`` skew that node's wall
 clock (``mesh.clock``); any other cluster starts its nodes without it.
+
+Likewise ``chaos_filter=True`` starts every node with ``MESHNODE_CHAOS_FILTER``
+naming ``<data_dir>/chaos-filter.json`` (``mesh.fault_filter``): then
+``block`` / ``unblock`` cut links between nodes without root, by writing the
+peers each node must not talk to into its file. A TCP link needs both
+directions, so a blocked pair is cut both ways (``one_way`` is False).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -28,7 +35,8 @@ from crdt.errors import MeshError
 
 from .client import Client, ClientError
 from .clock import CHAOS_CLOCK_ENV, CHAOS_CLOCK_FILE
-from .config import API_ADDR_FILE, MESH_KEY_FILE
+from .config import API_ADDR_FILE, MESH_KEY_FILE, Config
+from .fault_filter import CHAOS_FILTER_ENV, CHAOS_FILTER_FILE
 
 
 def meshnode_cmd(*args: str) -> list[str]:
@@ -133,13 +141,19 @@ class NodeProcesses:
 class LocalCluster(NodeProcesses):
     """Creates, starts and stops local nodes under ``root`` (``chaos_clock``: see the module doc)."""
 
-    def __init__(self, root: Path, *, env: dict[str, str] | None = None, chaos_clock: bool = False) -> None:
+    one_way = False  # see the module doc: ``block`` cuts a pair both ways
+
+    def __init__(self, root: Path, *, env: dict[str, str] | None = None, chaos_clock: bool = False,
+                 chaos_filter: bool = False) -> None:
         self.root = Path(root)
         self.nodes: list[LocalNode] = []
         self.chaos_clock = chaos_clock
+        self.chaos_filter = chaos_filter
+        self._cut: set[frozenset[int]] = set()  # node index pairs the fault filter cuts
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.env.pop(CHAOS_CLOCK_ENV, None)  # only chaos_clock turns the test-only switch on, per node
+        self.env.pop(CHAOS_FILTER_ENV, None)  # and only chaos_filter the fault filter
 
     def init_node(self, name: str, *, tier: str = "edge", capabilities: tuple[str, ...] = (),
                   location: str = "", join: bool = True, extra_args: tuple[str, ...] = ()) -> LocalNode:
@@ -169,11 +183,63 @@ class LocalCluster(NodeProcesses):
         node.log_path = self.root / f"{node.name}.log"
         log = open(node.log_path, "ab")
         env = dict(self.env, **chaos_clock_env(node.data_dir)) if self.chaos_clock else self.env
+        if self.chaos_filter:
+            env = dict(env, **{CHAOS_FILTER_ENV: str(node.data_dir / CHAOS_FILTER_FILE)})
         node.proc = subprocess.Popen(
             meshnode_cmd("run", str(node.data_dir)), stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True,
         )
         log.close()
+
+    # -- partitions without root (``chaos_filter``) -------------------------------------------
+
+    def block(self, src: int, dst: int) -> None:
+        """Cut the link between nodes ``src`` and ``dst`` (both ways: see the module doc)."""
+        self._need_filter()
+        self._cut.add(frozenset((src, dst)))
+        self._write_filters({src, dst})
+
+    def unblock(self, src: int, dst: int) -> None:
+        """Restore the link between nodes ``src`` and ``dst``."""
+        self._need_filter()
+        self._cut.discard(frozenset((src, dst)))
+        self._write_filters({src, dst})
+
+    def unblock_all(self) -> None:
+        """Restore every link."""
+        if self.chaos_filter:
+            self._cut.clear()
+            self._write_filters(set(range(len(self.nodes))))
+
+    def netem(self, index: int, **shaping: float) -> None:
+        """Not on this backend: shaping needs tc inside network namespaces."""
+        raise MeshError("cluster: netem needs the network-namespace backend (root); this one is 127.0.0.1")
+
+    def clear_netem(self, index: int) -> None:
+        """Nothing to clear on this backend."""
+
+    def _need_filter(self) -> None:
+        if not self.chaos_filter:
+            raise MeshError("cluster: cutting links without root needs a cluster built with chaos_filter=True")
+
+    def _write_filters(self, indexes: set[int]) -> None:
+        for i in sorted(indexes):
+            others = [j for pair in self._cut if i in pair for j in pair if j != i]
+            doc = {"peers": sorted(self.nodes[j].peer_id for j in others),
+                   "raft": sorted(a for j in others if (a := self._raft_addr(self.nodes[j])))}
+            path = self.nodes[i].data_dir / CHAOS_FILTER_FILE
+            if not others:
+                path.unlink(missing_ok=True)
+                continue
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)  # a node never reads half a file
+
+    def _raft_addr(self, node: LocalNode) -> str:
+        if "raft_addr" not in node.extra:
+            cfg = Config.load(node.data_dir)
+            node.extra["raft_addr"] = f"{cfg.listen_host}:{cfg.raft.port}" if cfg.raft.port else ""
+        return node.extra["raft_addr"]
 
     def stop_all(self) -> None:
         """Stop every node we started."""

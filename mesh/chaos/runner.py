@@ -6,9 +6,11 @@ A run has five phases, each bounded in time:
 
 1. **Set-up.** N real ``meshnode`` processes: each in its own network namespace
    (``mesh.netlab``) when this machine lets us build them (root, iproute2), so
-   partitions are real packet drops; otherwise on 127.0.0.1 (``LocalCluster``)
-   with process faults only, and the report says which backend ran and which
-   nemeses it could not apply. The mesh forms and agrees on a Raft leader.
+   partitions are real packet drops; otherwise on 127.0.0.1 (``LocalCluster``),
+   where partitions are cut by a test-only fault filter in each node's
+   transports (``mesh.fault_filter``: libp2p and Raft connections, both ways,
+   so no one-way cuts and no netem). The report says which backend ran and
+   which nemeses it could not apply. The mesh forms and agrees on a Raft leader.
 2. **Faults and load** for ``duration`` seconds. Client threads run the chosen
    workloads against all nodes in turn, each operation recorded as invoke →
    ok / fail / unknown with the runner's monotonic times (``history.Recorder``);
@@ -191,8 +193,9 @@ def runnable_nemeses(requested: tuple[str, ...], backend: str, nodes: int) -> tu
     for name in requested:
         if name not in nemesis.NEMESES:
             raise MeshError(f"chaos: unknown nemesis {name!r}; choose from {', '.join(nemesis.NEMESES)}")
-        if name.startswith("partition") and backend != "netns":
-            skipped[name] = "partitions need the network-namespace backend (root and iproute2)"
+        if name == "partition-one-way" and backend != "netns":
+            skipped[name] = ("a one-way cut needs the network-namespace backend (root and iproute2): "
+                             "the local backend's fault filter cuts TCP links, which carry both ways")
         elif name == "netem" and (backend != "netns" or why_no_netem()):
             skipped[name] = why_no_netem() or "netem needs the network-namespace backend"
         elif name == "partition-ring" and nodes < 4:
@@ -269,13 +272,13 @@ def _start_cluster(root: Path, options: RunOptions, backend: str, progress) -> t
     if backend == "netns":
         from ..netlab import LanCluster
 
-        cluster = LanCluster(root / "lab", prefix=NS_PREFIX)
+        cluster = LanCluster(root / "lab", prefix=NS_PREFIX, chaos_clock=True)
         for _ in range(options.nodes):
             cluster.add_node()
     else:
         from ..cluster import LocalCluster
 
-        cluster = LocalCluster(root / "local")
+        cluster = LocalCluster(root / "local", chaos_clock=True, chaos_filter=True)
         for i in range(options.nodes):
             cluster.init_node(f"n{i}")
     progress("chaos: starting nodes")
@@ -714,7 +717,9 @@ def _report(r: _Run, sched, skipped, why_local, verdicts, final) -> dict:
     return {
         "format": "meshnode-chaos-report", "version": 1,
         "seed": r.options.seed, "nodes": r.names, "backend": r.backend,
-        "backend_note": why_local if r.backend == "local" else "network namespaces, packet drops by route",
+        "backend_note": (f"127.0.0.1 ({why_local}): partitions cut by each node's test-only fault filter "
+                         "(mesh/fault_filter.py: libp2p and Raft connections, both ways)" if r.backend == "local"
+                         else "network namespaces, packet drops by route"),
         "duration_s": r.options.duration, "quiet_s": r.options.quiet,
         "workloads": list(r.options.workloads),
         "nemeses": [f.kind for f in sched], "skipped_nemeses": skipped,

@@ -19,10 +19,21 @@ def test_bad_options_are_refused_by_name(field, value, needle):
         RunOptions(**{field: value})
 
 
-def test_the_local_backend_skips_network_faults_and_says_why():
-    keep, skipped = runnable_nemeses(("partition-halves", "kill", "pause", "netem"), "local", 5)
-    assert keep == ["kill", "pause"]
-    assert set(skipped) == {"partition-halves", "netem"} and "namespace" in skipped["partition-halves"]
+def test_the_local_backend_cuts_links_both_ways_only_and_says_why():
+    """Without root, partitions go through the nodes' fault filter; a one-way cut and netem cannot."""
+    requested = ("partition-halves", "partition-leader", "partition-one-way", "kill", "pause", "netem", "clock-jump")
+    keep, skipped = runnable_nemeses(requested, "local", 5)
+    assert keep == ["partition-halves", "partition-leader", "kill", "pause", "clock-jump"]
+    assert set(skipped) == {"partition-one-way", "netem"} and "both ways" in skipped["partition-one-way"]
+
+
+def test_the_cli_default_workloads_are_the_runners():
+    import click
+
+    from mesh.cli import chaos_run
+
+    default = next(p.default for p in chaos_run.params if isinstance(p, click.Option) and p.name == "workloads")
+    assert tuple(default.split(",")) == RunOptions().workloads
 
 
 def test_a_ring_needs_four_nodes_and_unknown_nemeses_are_refused():
