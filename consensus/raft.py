@@ -271,7 +271,10 @@ class _DurableTransport(TCPTransport):
         journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
         if isinstance(journal, DurableJournal):
             journal.sync()
-        return super().send(node, message)
+        sent = super().send(node, message)
+        if sent:
+            self._syncObj.messages_sent += 1  # only pysyncobj's thread writes it
+        return sent
 
     # A test-only fault filter (``RaftLog(cut_off=...)``, the chaos harness without root): no
     # connection to or from a voter it names, as if the network between us were down.
@@ -373,6 +376,7 @@ class _RaftNode(SyncObj):
     """SyncObj that also saves the commit index when it stops, and encrypts with ``RaftKeys``."""
 
     leader_contact: float | None = None  # monotonic time a follower last heard its leader
+    messages_sent = 0  # Raft messages handed to a live connection (appends, heartbeats, votes, ...)
 
     def __init__(self, *args: Any, raft_keys: RaftKeys, cut_off: Callable[[str], bool] | None = None,
                  **kwargs: Any) -> None:
@@ -576,6 +580,10 @@ class RaftLog:
         next frame. Deriving a new key takes ~0.1 s: call from a worker thread.
         """
         self._keys.set(current, accepted)
+
+    def messages_sent(self) -> int:
+        """Raft messages this node has sent to other voters since it started."""
+        return self._node.messages_sent
 
     def close(self) -> None:
         """Stop pysyncobj's thread, its port and the journal. Safe to call twice."""

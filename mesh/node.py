@@ -1073,6 +1073,7 @@ class Node:
             "leader_name": leader_name,
             "term": st.term,
             "commit_index": st.commit_index,
+            "messages_sent": self.raft.messages_sent(),
             "voters": list(st.voters),
             **self.raft_keys.status(),
         }

@@ -136,7 +136,7 @@ class FrameTally:
         self.total = 0
 
     def observe(self, node: str, sent: Any) -> None:
-        """Add a node's ``rpc.frames_sent`` reading (ignored unless an int >= 0)."""
+        """Add a counter reading under ``node`` (ignored unless an int >= 0)."""
         if type(sent) is not int or sent < 0:
             return
         prev = self.last.get(node)
@@ -154,9 +154,10 @@ def messages_per_op(frames: int, ops: int, background_per_s: float | None, secon
     return {"messages_per_op": per_op, "messages_per_op_above_idle": net, "frames_sent": frames, "ops": ops,
             "idle_frames_per_s": None if background_per_s is None else round(background_per_s, 1),
             "seconds": round(seconds, 1),
-            "counted": "mesh RPC frames sent by every node (requests, replies, notes: gossip, membership, CRDT sync, "
-                       "forwarded calls); not Raft's own TCP messages (pysyncobj keeps no counter) nor the "
-                       "harness's HTTP calls; ops = operations that got an answer (ok or refused), all workloads"}
+            "counted": "messages sent by every node: mesh RPC frames (requests, replies, notes: gossip, membership, "
+                       "CRDT sync, forwarded calls) and Raft messages (appends, heartbeats, votes: pysyncobj's TCP); "
+                       "not the harness's HTTP calls; ops = operations that got an answer (ok or refused), "
+                       "all workloads"}
 
 
 __all__ = ["FrameTally", "Heal", "LEADER_BOUND_S", "acked_before", "caught_up", "leader_agreed", "messages_per_op",

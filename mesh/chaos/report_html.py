@@ -12,7 +12,7 @@ Four plots and the verdicts:
   replicas held everything acknowledged before the heal, against the bound;
 * **task leases**: per task, who held it when (one lane per task), each
   fenced write a dot (green admitted, red refused: a stale holder fenced off);
-* **messages per operation**: mesh frames sent per answered operation.
+* **messages per operation**: mesh frames and Raft messages sent per answered operation.
 
 Pure: a function of the report dict; the runner writes the file.
 """
@@ -253,12 +253,12 @@ def tasks(summary: dict[str, Any], end: float) -> str:
 
 
 def messages(doc: dict[str, Any] | None) -> str:
-    """Mesh frames per answered operation, with what is counted."""
+    """Messages (mesh frames and Raft) per answered operation, with what is counted."""
     if not doc:
         return "<p>no message counts in this report</p>"
-    return (f"<p><b>{html.escape(str(doc.get('messages_per_op')))}</b> frames per operation "
+    return (f"<p><b>{html.escape(str(doc.get('messages_per_op')))}</b> messages per operation "
             f"({html.escape(str(doc.get('messages_per_op_above_idle')))} above the idle rate of "
-            f"{html.escape(str(doc.get('idle_frames_per_s')))} frames/s): {doc.get('frames_sent')} frames for "
+            f"{html.escape(str(doc.get('idle_frames_per_s')))} messages/s): {doc.get('frames_sent')} messages for "
             f"{doc.get('ops')} operations in {doc.get('seconds')} s. Counted: {html.escape(str(doc.get('counted')))}.</p>")
 
 

@@ -43,7 +43,8 @@ Measured beside the checks (``measures.py``): after each healed fault, how
 long until a leader all nodes agree on commits a write and until every replica
 holds the sensor writes acknowledged before the heal (a probe thread per heal,
 polling at most twice a second until the next fault); and mesh RPC frames per
-operation, from every node's ``rpc.frames_sent`` read by the observer.
+operation, from every node's ``rpc.frames_sent`` and ``raft.messages_sent`` read
+by the observer.
 """
 
 from __future__ import annotations
@@ -255,7 +256,8 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
             progress(f"chaos: recovery after {row['fault']}: leader {_secs(row['leader_s'])}, "
                      f"replicas caught up {_secs(row['converged_s'])}")
         m = report["messages"]
-        progress(f"chaos: {m['frames_sent']} mesh frames for {m['ops']} ops: {m['messages_per_op']} per op "
+        progress(f"chaos: {m['frames_sent']} messages (mesh frames and Raft) for {m['ops']} ops: "
+                 f"{m['messages_per_op']} per op "
                  f"({m['messages_per_op_above_idle']} above the idle {m['idle_frames_per_s']}/s)")
     finally:
         if cluster is not None:
@@ -497,7 +499,7 @@ def _observe(r: _Run) -> None:
             except (ClientError, OSError, MeshError, KeyError, TypeError, ValueError):
                 continue
             with r.lock:
-                r.frames.observe(node.name, (status.get("rpc") or {}).get("frames_sent"))
+                _observe_sent(r.frames, node.name, _sent(status))
             if raft.get("leader") and raft.get("term") is not None:
                 with r.lock:
                     r.leaders.append(checkers.LeaderObservation(node=node.name, term=raft["term"],
@@ -505,34 +507,48 @@ def _observe(r: _Run) -> None:
         r.stop.wait(0.5)
 
 
-def _frames_sent(r: _Run) -> dict[str, int | None]:
-    """Every node's ``rpc.frames_sent`` now (None for a node that does not answer)."""
-    out: dict[str, int | None] = {}
+def _sent(status: Any) -> tuple[int | None, int | None]:
+    """(mesh RPC frames, Raft messages) a node has sent, from its ``/status``."""
+    rpc = status.get("rpc") if isinstance(status, dict) else None
+    raft = status.get("raft") if isinstance(status, dict) else None
+    return ((rpc or {}).get("frames_sent"), (raft or {}).get("messages_sent", 0))
+
+
+def _observe_sent(tally: measures.FrameTally, name: str, sent: tuple[int | None, int | None] | None) -> None:
+    """Both counters go into one tally under their own names, so each one's restarts are seen alone."""
+    if sent is not None:
+        tally.observe(f"{name}/rpc", sent[0])
+        tally.observe(f"{name}/raft", sent[1])
+
+
+def _frames_sent(r: _Run) -> dict[str, tuple[int | None, int | None] | None]:
+    """Every node's (mesh frames, Raft messages) sent now (None for a node that does not answer)."""
+    out: dict[str, tuple[int | None, int | None] | None] = {}
     for node in list(r.cluster.nodes):
         try:
-            out[node.name] = node.client(timeout=2).get("/status")["rpc"]["frames_sent"]
+            out[node.name] = _sent(node.client(timeout=2).get("/status"))
         except (ClientError, OSError, MeshError, KeyError, TypeError, ValueError):
             out[node.name] = None
     return out
 
 
 def _measure_idle(r: _Run) -> None:
-    """The mesh's own frame rate with no load (gossip, membership, sync), then the tally's first reading."""
+    """The mesh's own message rate with no load (gossip, membership, sync, Raft heartbeats), then the first reading."""
     idle = measures.FrameTally()
     for name, sent in _frames_sent(r).items():
-        idle.observe(name, sent)
+        _observe_sent(idle, name, sent)
     time.sleep(IDLE_S)
     readings = _frames_sent(r)
     for name, sent in readings.items():
-        idle.observe(name, sent)
-        r.frames.observe(name, sent)
+        _observe_sent(idle, name, sent)
+        _observe_sent(r.frames, name, sent)
     r.idle_frames_per_s = idle.total / IDLE_S if None not in readings.values() else None
 
 
 def _tally_frames(r: _Run) -> None:
     for name, sent in _frames_sent(r).items():
         with r.lock:
-            r.frames.observe(name, sent)
+            _observe_sent(r.frames, name, sent)
 
 
 def _ops_done(r: _Run) -> int:

@@ -34,3 +34,4 @@ def test_without_a_filter_nothing_is_cut(nodes):
     logs = nodes.cluster(3)
     logs[0].submit(ConfigSet(key="k", value=1), timeout=5)
     nodes.wait_for(lambda: all("k" in log.state().config for log in logs), 5, "every node to apply it")
+    assert all(log.messages_sent() > 0 for log in logs)  # appends and heartbeats went out, and were counted

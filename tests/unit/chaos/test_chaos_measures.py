@@ -77,5 +77,5 @@ def test_frames_are_summed_per_node_across_restarts():
 def test_messages_per_op_says_what_it_counts():
     doc = messages_per_op(1000, 200, 10.0, 30.0)
     assert doc["messages_per_op"] == 5.0 and doc["messages_per_op_above_idle"] == 3.5
-    assert "not Raft" in doc["counted"]
+    assert "Raft messages" in doc["counted"]
     assert messages_per_op(10, 0, None, 1.0)["messages_per_op"] is None

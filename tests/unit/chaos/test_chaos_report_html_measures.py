@@ -67,7 +67,7 @@ def test_task_lanes_show_each_holding_and_each_fenced_write_in_its_outcome_s_col
 
 def test_messages_per_op_is_shown_with_what_it_counts_and_absent_parts_say_so():
     page = render(base(messages=MESSAGES))
-    assert "<b>1.02</b> frames per operation" in page and "&lt;not Raft&gt;" in page
+    assert "<b>1.02</b> messages per operation" in page and "&lt;not Raft&gt;" in page
     bare = render(base())
     assert "no fault was healed" in bare and "no message counts" in bare and "Task leases" not in bare
     assert svgs(bare) and len(svgs(bare)) == 3  # timeline, latency, throughput only
