@@ -16,6 +16,11 @@ given the resolved fault, never the scheduled one).
 - pause: SIGSTOP each target; heal sends SIGCONT. Schedules keep a pause longer
   than the election timeout (``nemesis.PAUSE_MIN_S``).
 - restart-all: SIGTERM every node (graceful); heal starts them all again.
+- membership: the halves partition, then either the run's spare node
+  (``cluster.spare``, created but never started) is started and joins the
+  mesh for good (it becomes one of ``cluster.nodes``), or, once the spare has
+  joined, the target is stopped with SIGTERM (a graceful leave: it hands over
+  its vote) and started again at the heal.
 - clock-jump / clock-drift: write each target's skew file
   (``<data_dir>/chaos-clock.json``, a temp file ``os.replace``-d in, so a node
   never reads half of one) with ``since`` = now; heal removes it, which the
@@ -36,7 +41,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +120,12 @@ def apply(fault: Fault, cluster: Any, resolve_leader: Callable[[], int] | None =
         for src, dst in sorted(blocked_pairs(fault, names)):
             cluster.block(_node(cluster, src)[0], _node(cluster, dst)[0])
             actions.append(f"block {src}->{dst}")
+    elif fault.kind == "membership":
+        for src, dst in sorted(blocked_pairs(fault, names)):
+            cluster.block(_node(cluster, src)[0], _node(cluster, dst)[0])
+            actions.append(f"block {src}->{dst}")
+        fault, done = _change_membership(fault, cluster)
+        actions += done
     elif fault.kind == "netem":
         shaping = fault.netem()
         for name in fault.targets:
@@ -148,6 +159,23 @@ def apply(fault: Fault, cluster: Any, resolve_leader: Callable[[], int] | None =
     return Injection(fault=fault, actions=tuple(actions))
 
 
+def _change_membership(fault: Fault, cluster: Any) -> tuple[Fault, list[str]]:
+    """Bring the spare in (the first time), else make the target leave gracefully; the fault says which."""
+    spare = getattr(cluster, "spare", None)
+    if spare is not None:
+        cluster.spare = None
+        cluster.nodes.append(spare)  # from now on one of the nodes: workloads, heals and checks include it
+        cluster.start(spare)
+        return replace(fault, mode="join", targets=(spare.name,)), [f"join {spare.name} (a new node) pid {spare.proc.pid}"]
+    name = fault.targets[0]
+    _, node = _node(cluster, name)
+    if not node.running:
+        return replace(fault, mode="leave"), [f"leave {name}: not running, nothing to stop"]
+    pid = node.proc.pid
+    code = cluster.stop(node, signal.SIGTERM)  # graceful: it hands over its vote and says goodbye
+    return replace(fault, mode="leave"), [f"leave {name}: SIGTERM pid {pid} (exit {code})"]
+
+
 def heal(fault: Fault, cluster: Any) -> tuple[str, ...]:
     """End ``fault`` (the resolved one from ``Injection.fault``); returns what was done."""
     if fault.needs_leader:
@@ -160,6 +188,17 @@ def heal(fault: Fault, cluster: Any) -> tuple[str, ...]:
         for src, dst in sorted(blocked_pairs(fault, names)):
             cluster.unblock(_node(cluster, src)[0], _node(cluster, dst)[0])
             actions.append(f"unblock {src}->{dst}")
+    elif fault.kind == "membership":
+        for src, dst in sorted(blocked_pairs(fault, names)):
+            cluster.unblock(_node(cluster, src)[0], _node(cluster, dst)[0])
+            actions.append(f"unblock {src}->{dst}")
+        name = fault.targets[0]
+        _, node = _node(cluster, name)
+        if fault.mode == "leave" and not node.running:
+            cluster.start(node)
+            actions.append(f"rejoin {name} pid {node.proc.pid}")
+        elif fault.mode == "join":
+            actions.append(f"{name} stays in the mesh")
     elif fault.kind == "netem":
         for name in fault.targets:
             cluster.clear_netem(_node(cluster, name)[0])

@@ -25,7 +25,16 @@ ring: windows of consecutive nodes on a shuffled ring). ``partition-one-way``
 is the exception: ``groups == (senders, receivers)`` and only senders ->
 receivers is cut. ``blocked_pairs`` turns any of them into the directed pairs
 (src, dst) where src cannot send to dst, which is what the packet filter
-installs (a blackhole route for dst's address inside src's namespace).
+installs (a blackhole route for dst's address inside src's namespace). A node
+in no group is cut off from nobody: that is the spare node, once it joined.
+
+``membership`` is a partition (random halves) during which the membership
+changes: the injector brings in the run's spare node the first time (a node
+that was never part of the mesh joins while it is cut), and afterwards makes
+the drawn target leave gracefully (SIGTERM: it hands over its Raft vote and
+says goodbye) and rejoin when the fault is healed. Join or leave is decided
+when the fault starts, from whether the spare is still waiting, so the same
+seed still gives the same sequence.
 
 Clock faults skew what the targets' ``mesh.clock.wall()`` reads (the wall
 time fed to the hybrid logical clock and stamped on task leases), nothing
@@ -66,10 +75,12 @@ NEMESES: dict[str, str] = {
     "restart-all": "stop every node, then start them all again (full-cluster restart)",
     "clock-jump": "one node's or a minority's wall clock jumps 5-120 s forward or back (HLC and leases must cope)",
     "clock-drift": "one node's wall clock gains or loses 0.01-0.2 s per second while the fault lasts",
+    "membership": "while the cluster is cut into halves, a new node joins (the first time) or a node leaves "
+                  "gracefully and rejoins at the heal",
 }
 """Every nemesis by name, with a one-line description (for ``--nemesis`` and the report)."""
 
-PARTITIONS = frozenset(name for name in NEMESES if name.startswith("partition-"))
+PARTITIONS = frozenset(name for name in NEMESES if name.startswith("partition-")) | {"membership"}
 """Nemeses that cut links (blocked pairs)."""
 
 NETWORK = PARTITIONS | {"netem"}
@@ -115,6 +126,9 @@ class Fault:
             raise LocalProtocolError(f"chaos: kill mode must be one of {KILL_MODES}, got {self.mode!r}")
         if self.kind == "pause" and self.mode not in PAUSE_MODES:
             raise LocalProtocolError(f"chaos: pause mode must be one of {PAUSE_MODES}, got {self.mode!r}")
+        if self.kind == "membership" and (self.mode not in ("", "join", "leave") or len(self.targets) != 1):
+            raise LocalProtocolError(f"chaos: membership needs one target and mode '', join or leave, "
+                                     f"got {self.targets} / {self.mode!r}")
         if self.kind == "partition-one-way" and len(self.groups) != 2:
             raise LocalProtocolError("chaos: a one-way partition needs groups == (senders, receivers)")
         if self.kind in CLOCKS:
@@ -167,7 +181,9 @@ class Fault:
     def describe(self) -> str:
         """One line for logs and the report."""
         parts = [f"{self.start_s:g}-{self.end_s:g}s {self.kind}"]
-        if self.mode:
+        if self.kind == "membership":  # who joins or leaves, then the cut it happens in
+            parts.append(f"{self.mode or 'join-or-leave'} {self.targets[0]} during")
+        elif self.mode:
             parts.append(self.mode)
         if self.groups:
             parts.append(" | ".join(",".join(g) for g in self.groups))
@@ -222,7 +238,9 @@ def blocked_pairs(fault: Fault, nodes: list[str]) -> set[tuple[str, str]]:
     if fault.kind == "partition-one-way":
         senders, receivers = fault.groups
         return {(s, d) for s in senders for d in receivers if s != d}
-    return {(a, b) for a in nodes for b in nodes
+    # A node in no group (one that joined after the schedule was drawn) is not cut off from anyone.
+    grouped = [n for n in nodes if any(n in group for group in fault.groups)]
+    return {(a, b) for a in grouped for b in grouped
             if a != b and not any(a in group and b in group for group in fault.groups)}
 
 
@@ -295,6 +313,10 @@ def draw(rng: random.Random, kind: str, nodes: list[str], start_s: float, end_s:
         targets = (rng.choice(nodes),) if rng.random() < 0.5 else _minority(rng, nodes)
         offset = round(rng.uniform(*CLOCK_JUMP_S), 1) * rng.choice((1, -1))
         return Fault(**window, targets=targets, params=(("offset_s", offset),))
+    if kind == "membership":
+        # The injector decides join or leave (the first membership fault brings the spare node in); the
+        # target is who leaves otherwise.
+        return Fault(**window, groups=_halves(rng, nodes), targets=(rng.choice(nodes),))
     if kind == "clock-drift":
         rate = round(rng.uniform(*CLOCK_DRIFT), 3) * rng.choice((1, -1))
         return Fault(**window, targets=(rng.choice(nodes),), params=(("drift", rate),))
@@ -302,7 +324,7 @@ def draw(rng: random.Random, kind: str, nodes: list[str], start_s: float, end_s:
 
 
 _MIN_NODES = {"partition-halves": 2, "partition-node": 2, "partition-leader": 2, "partition-ring": 4,
-              "partition-bridge": 3, "partition-one-way": 2}
+              "partition-bridge": 3, "partition-one-way": 2, "membership": 2}
 
 
 def schedule(seed: int, nodes: list[str], duration_s: float, nemeses: list[str], *,

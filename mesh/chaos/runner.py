@@ -217,8 +217,9 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
              + (f"; skipped {', '.join(skipped)}" if skipped else ""))
     cluster = None
     try:
-        cluster, names = _start_cluster(root, options, backend, progress)
+        cluster, names = _start_cluster(root, options, backend, progress, spare="membership" in chosen)
         sched = nemesis.schedule(options.seed, names, options.duration, chosen) if chosen else []
+        names = list(names)  # grows when the spare node joins (a membership fault)
         r = _Run(options=options, cluster=cluster, backend=backend, names=names, t0=time.monotonic(),
                  rng=random.Random(options.seed))
         if "inference" in options.workloads:
@@ -270,23 +271,31 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
     return report
 
 
-def _start_cluster(root: Path, options: RunOptions, backend: str, progress) -> tuple[Any, list[str]]:
+def _start_cluster(root: Path, options: RunOptions, backend: str, progress, *,
+                   spare: bool = False) -> tuple[Any, list[str]]:
+    """Start and mesh the nodes; with ``spare``, also create (not start) one more that a membership fault brings in."""
     if backend == "netns":
         from ..netlab import LanCluster
 
         cluster = LanCluster(root / "lab", prefix=NS_PREFIX, chaos_clock=True)
-        for _ in range(options.nodes):
-            cluster.add_node()
+        add = cluster.add_node
     else:
         from ..cluster import LocalCluster
 
         cluster = LocalCluster(root / "local", chaos_clock=True, chaos_filter=True)
-        for i in range(options.nodes):
-            cluster.init_node(f"n{i}")
+
+        def add():
+            return cluster.init_node(f"n{len(cluster.nodes)}")
+    for _ in range(options.nodes):
+        add()
     progress("chaos: starting nodes")
     cluster.start_all()
     cluster.wait_mesh(timeout=90)
     _wait_leader(cluster)
+    cluster.spare = None
+    if spare:
+        cluster.spare = add()  # made after the mesh formed, so it joins a running mesh when started
+        cluster.nodes.remove(cluster.spare)
     return cluster, [n.name for n in cluster.nodes]
 
 
@@ -652,7 +661,10 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
             r, injection.fault.describe(), healed_at, min(next_start, healed_at + measures.RECOVERY_WINDOW_S)))
         r.probes.append(probe)
         probe.start()
-        if fault.kind in ("kill", "pause", "restart-all"):
+        if injection.fault.mode == "join":
+            with r.lock:
+                r.names[:] = [node.name for node in r.cluster.nodes]
+        if fault.kind in ("kill", "pause", "restart-all") or injection.fault.mode == "leave":
             hit = injection.fault.targets or tuple(r.names)
             with r.lock:  # a request whose entry node was down or stopped meanwhile is not the mesh's to answer
                 r.process_faults += [(name, started, r.now() + RESTART_MARGIN) for name in hit]

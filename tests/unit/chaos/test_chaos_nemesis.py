@@ -378,3 +378,45 @@ def test_heal_all_undoes_everything():
     faults.apply(Fault(kind="kill", mode="one", start_s=1, end_s=2, targets=("n1",)), lab)
     faults.heal_all(lab)
     assert not lab.blocked and not lab.shaped and all(n.running for n in lab.nodes)
+
+
+# --- membership: a node joins or leaves while the cluster is cut ----------------------------------
+
+
+def test_membership_faults_are_halves_with_one_target_and_the_same_for_a_seed():
+    a = schedule(21, FIVE, 200, ["membership"])
+    assert a == schedule(21, FIVE, 200, ["membership"])
+    for f in a:
+        assert f.kind == "membership" and len(f.groups) == 2 and sorted(sum(f.groups, ())) == sorted(FIVE)
+        assert len(f.targets) == 1 and f.targets[0] in FIVE and f.mode == ""
+
+
+def test_a_node_in_no_group_is_cut_off_from_nobody():
+    """The spare joins after the schedule was drawn: partitions drawn before leave it connected."""
+    f = Fault(kind="partition-halves", start_s=1, end_s=2, groups=(("n0", "n1"), ("n2", "n3", "n4")))
+    pairs = blocked_pairs(f, [*FIVE, "n5"])
+    assert pairs == blocked_pairs(f, FIVE) and not any("n5" in pair for pair in pairs)
+
+
+def test_the_first_membership_fault_brings_the_spare_in_and_later_ones_make_a_node_leave_and_rejoin():
+    lab = FakeLan(FIVE)
+    spare = FakeNode("n5", 0)
+    spare.proc = None
+    lab.spare = spare
+    f = draw(random.Random(4), "membership", FIVE, 1, 2)
+
+    joined = faults.apply(f, lab)
+    assert joined.fault.mode == "join" and joined.fault.targets == ("n5",)
+    assert lab.spare is None and lab.nodes[-1] is spare and spare.running
+    assert len(lab.blocked) == len(blocked_pairs(f, FIVE)) and not any(5 in pair for pair in lab.blocked)
+    assert "join n5" in joined.actions[-1]
+    healed = faults.heal(joined.fault, lab)
+    assert lab.blocked == set() and spare.running and healed[-1] == "n5 stays in the mesh"
+
+    again = faults.apply(f, lab)
+    target = f.targets[0]
+    node = next(n for n in lab.nodes if n.name == target)
+    assert again.fault.mode == "leave" and not node.running
+    assert ("stop", target, signal.SIGTERM) in lab.log  # graceful: it hands over its vote
+    faults.heal(again.fault, lab)
+    assert node.running and lab.log[-1] == ("start", target) and lab.blocked == set()
