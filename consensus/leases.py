@@ -25,6 +25,12 @@ on its own monotonic clock, started *before* it submitted the acquire
 (``expires_at`` was computed from a stamp taken later, so that deadline comes
 first), minus a margin for clock drift, and stops acting for the task there.
 
+The other direction is safe but slow: after a voter whose clock ran ahead is
+set right, the cluster clock stays ahead of every voter's clock (it never runs
+back) until real time catches up, so a lease granted meanwhile lasts up to
+that much longer in real time, and a crashed holder keeps its task for that
+long plus its lease (seen with the chaos harness's ``clock-jump``).
+
 *Why fencing tokens are still needed.* The holder's own deadline is only as
 good as the clocks: a voter whose clock runs ahead drags the cluster clock
 ahead and ends leases early, and a holder can pause (GC, SIGSTOP, a swapped-out
