@@ -50,3 +50,14 @@ def test_verdicts_and_convergence_are_shown_and_escaped():
     assert "<h1>Chaos run: FAIL</h1>" in page and "n1 differs on &lt;key&gt;" in page
     assert "<td>n0</td><td>1.00 s</td>" in page and "<td>n1</td><td>never</td>" in page
     assert "<script" not in render(report(backend="<script>x</script>"))
+
+
+def test_a_long_runs_latency_scatter_draws_every_failure_and_thins_the_ok_ops():
+    from mesh.chaos.report_html import MAX_OK_DOTS, latency
+
+    ops = [{"invoke": i * 0.01, "complete": i * 0.01 + 0.005, "status": "ok"} for i in range(3 * MAX_OK_DOTS)]
+    ops += [{"invoke": 5.0, "complete": None, "status": "unknown"}, {"invoke": 6.0, "complete": 6.1, "status": "fail"}]
+    svg = latency(ops, 1000.0)
+    assert svg.count("<circle") == MAX_OK_DOTS + 2
+    assert "1 in 3 of the 60000 ok ops shown" in svg
+    assert latency(ops[:10], 10.0).count("<circle") == 10  # a short run is drawn whole
