@@ -258,7 +258,7 @@ class _DurableTransport(TCPTransport):
             conn.disconnect()
             self._unknownConnections.discard(conn)
             return
-        cut_off = self._syncObj.cut_off
+        cut_off = getattr(self._syncObj, "cut_off", None)
         if conn.sendRandKey and isinstance(message, str) and cut_off is not None and cut_off(message):
             conn.disconnect()
             self._unknownConnections.discard(conn)
@@ -272,15 +272,15 @@ class _DurableTransport(TCPTransport):
         if isinstance(journal, DurableJournal):
             journal.sync()
         sent = super().send(node, message)
-        if sent:
-            self._syncObj.messages_sent += 1  # only pysyncobj's thread writes it
+        if sent:  # only pysyncobj's thread writes the count (another SyncObj than ours has none)
+            self._syncObj.messages_sent = getattr(self._syncObj, "messages_sent", 0) + 1
         return sent
 
     # A test-only fault filter (``RaftLog(cut_off=...)``, the chaos harness without root): no
     # connection to or from a voter it names, as if the network between us were down.
 
     def _cut(self, node) -> bool:
-        cut_off = self._syncObj.cut_off
+        cut_off = getattr(self._syncObj, "cut_off", None)
         if cut_off is None or not cut_off(node.address):
             return False
         conn = self._connections.get(node)
@@ -294,7 +294,7 @@ class _DurableTransport(TCPTransport):
         return super()._connectIfNecessarySingle(node)
 
     def _onTick(self):  # noqa: N802 (pysyncobj's name)
-        if self._syncObj.cut_off is not None:
+        if getattr(self._syncObj, "cut_off", None) is not None:
             for node in list(self._nodes):
                 self._cut(node)
         super()._onTick()
