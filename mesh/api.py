@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -378,7 +379,9 @@ async def serve_api(node: "Node", *, task_status=trio.TASK_STATUS_IGNORED) -> No
     cfg.errorlog = logging.getLogger("meshnode.api.server")
     cfg.graceful_timeout = 1.0
     addr_file: Path = node.data_dir / API_ADDR_FILE
-    addr_file.write_text(actual + "\n")
+    tmp = addr_file.with_name(addr_file.name + ".tmp")
+    tmp.write_text(actual + "\n")
+    os.replace(tmp, addr_file)  # a client never reads half an address (a chaos run caught one mid-write)
     try:
         shutdown = trio.Event()
         task_status.started(actual)

@@ -41,7 +41,11 @@ class Client:
         if not addr_file.exists():
             raise ClientError(f"client: no node is running in {self.data_dir} "
                               f"(start it with `meshnode run {self.data_dir}`)")
-        return f"http://{addr_file.read_text().strip()}"
+        text = addr_file.read_text().strip()
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClientError(f"client: {addr_file} holds {text!r}, not host:port (is the node starting?)")
+        return f"http://{text}"
 
     def _request(self, method: str, path: str, *, body: bytes | None = None,
                  content_type: str = "application/json") -> tuple[bytes, str]:

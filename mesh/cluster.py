@@ -125,17 +125,19 @@ class NodeProcesses:
 
     def stop(self, node: Any, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         """Signal our process for ``node`` and wait for it; SIGKILL if it lingers."""
-        if node.proc is None:
+        proc = node.proc  # another thread (a chaos run's nemesis) may be stopping the same node
+        if proc is None:
             return None
-        if node.proc.poll() is None:
-            node.proc.send_signal(sig)
+        if proc.poll() is None:
+            proc.send_signal(sig)
             try:
-                node.proc.wait(timeout)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait(10)
-        code, node.proc = node.proc.returncode, None
-        return code
+                proc.kill()
+                proc.wait(10)
+        if node.proc is proc:
+            node.proc = None
+        return proc.returncode
 
 
 class LocalCluster(NodeProcesses):

@@ -130,7 +130,10 @@ class NetnsClient:
         addr_file = self.data_dir / API_ADDR_FILE
         if not addr_file.exists():
             raise ClientError(f"client: no node is running in {self.data_dir}")
-        host, _, port = addr_file.read_text().strip().rpartition(":")
+        text = addr_file.read_text().strip()
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClientError(f"client: {addr_file} holds {text!r}, not host:port (is the node starting?)")
         self.addr = (host, int(port))
 
     def _request(self, method: str, path: str, body: bytes | None = None,

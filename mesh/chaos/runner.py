@@ -51,8 +51,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -215,7 +217,10 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
              + (f" ({why_local})" if why_local and backend == "local" else "")
              + f", seed {options.seed}, nemeses {', '.join(chosen) or 'none'}"
              + (f"; skipped {', '.join(skipped)}" if skipped else ""))
-    cluster = None
+    cluster = r = None
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the nodes are stopped and the namespaces removed.
+    on_term = (signal.signal(signal.SIGTERM, _terminated)
+               if threading.current_thread() is threading.main_thread() else None)
     try:
         cluster, names = _start_cluster(root, options, backend, progress, spare="membership" in chosen)
         sched = nemesis.schedule(options.seed, names, options.duration, chosen) if chosen else []
@@ -261,9 +266,15 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
                  f"{m['messages_per_op']} per op "
                  f"({m['messages_per_op_above_idle']} above the idle {m['idle_frames_per_s']}/s)")
     finally:
-        if cluster is not None:
-            _close(cluster)
-        shutil.rmtree(root, ignore_errors=True)
+        if r is not None:
+            r.stop.set()  # the nemesis and client threads stop touching the nodes
+        try:
+            if cluster is not None:
+                _close(cluster)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     if options.report is not None:
         _write(options.report, report)
     for v in verdicts:
@@ -286,16 +297,20 @@ def _start_cluster(root: Path, options: RunOptions, backend: str, progress, *,
 
         def add():
             return cluster.init_node(f"n{len(cluster.nodes)}")
-    for _ in range(options.nodes):
-        add()
-    progress("chaos: starting nodes")
-    cluster.start_all()
-    cluster.wait_mesh(timeout=90)
-    _wait_leader(cluster)
-    cluster.spare = None
-    if spare:
-        cluster.spare = add()  # made after the mesh formed, so it joins a running mesh when started
-        cluster.nodes.remove(cluster.spare)
+    try:
+        for _ in range(options.nodes):
+            add()
+        progress("chaos: starting nodes")
+        cluster.start_all()
+        cluster.wait_mesh(timeout=90)
+        _wait_leader(cluster)
+        cluster.spare = None
+        if spare:
+            cluster.spare = add()  # made after the mesh formed, so it joins a running mesh when started
+            cluster.nodes.remove(cluster.spare)
+    except BaseException:
+        _close(cluster)  # the caller never got the cluster: stop what started here
+        raise
     return cluster, [n.name for n in cluster.nodes]
 
 
@@ -311,6 +326,10 @@ def _wait_leader(cluster: Any, timeout: float = 60.0) -> None:
         return len(leaders) == 1 and None not in leaders
 
     wait_for(agreed, timeout, "the nodes to agree on a Raft leader", interval=0.2)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _close(cluster: Any) -> None:
@@ -340,7 +359,8 @@ def _client(r: _Run, workload: str, k: int) -> None:
         i = rng.randrange(len(r.names)) if workload == "tasks" else i + 1
         try:
             name, client = _client_of(r, i)  # a killed node has no API address until it is back
-        except (ClientError, OSError, MeshError):
+        except Exception as exc:  # noqa: BLE001 - a client thread must outlive whatever a restarting node shows
+            log.debug("chaos: no client for node %d: %s", i, exc)
             r.stop.wait(0.1)
             continue
         try:
@@ -649,7 +669,8 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
         progress(f"chaos: t={started:5.1f}s  {injection.fault.describe()}")
         r.actions.append({"t": round(r.now(), 3), "fault": injection.fault.describe(), "kind": fault.kind,
                           "until": fault.end_s, "actions": list(injection.actions)})
-        r.stop.wait(max(0.0, fault.end_s - r.now()))
+        if r.stop.wait(max(0.0, fault.end_s - r.now())):
+            return  # the run is ending (or was stopped): heal_all, or closing the cluster, undoes the fault
         try:
             done = faults.heal(injection.fault, r.cluster)
         except MeshError as exc:
@@ -784,10 +805,23 @@ def _write(directory: Path, report: dict) -> None:
 
 
 def clean() -> list[str]:
-    """Remove what a crashed run left: our network namespaces and temp dirs; returns what was removed."""
+    """Remove what a crashed run left: its node processes, our network namespaces and temp dirs; returns what was done."""
     from ..netlab import ip
 
     removed = []
+    # A run killed hard (SIGKILL) leaves its nodes running: `meshnode run <tmp>/meshnode-chaos-*/...`.
+    ours = f" run {Path(tempfile.gettempdir()) / DIR_PREFIX}"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if " -m mesh run " in cmdline and ours in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+                removed.append(f"process {proc.name} ({cmdline.split(' run ', 1)[1].strip()})")
+            except OSError:
+                pass
     listing = ip("netns", "list", check=False).stdout.split("\n")
     for line in listing:
         name = line.split(" ")[0].strip()
