@@ -38,7 +38,7 @@ from .leases import Fence
 from .log import Log, RaftStatus
 from .machine import Refusal, apply
 from .memory import MemoryLog
-from .raft import RaftLog
+from .raft import RaftLog, discard_journal
 from .state import (
     AdmittedPeer,
     ClusterState,
@@ -78,6 +78,7 @@ __all__ = [
     "PlacementList",
     "PlacementSet",
     "RaftLog",
+    "discard_journal",
     "RaftStatus",
     "Refusal",
     "TaskAcquire",

@@ -242,6 +242,24 @@ def _migrate(path: Path) -> None:
     log.info("consensus: migrated the Raft journal in %s to the durable format", path.parent)
 
 
+def discard_journal(data_dir: Path) -> list[str]:
+    """Delete a node's Raft journal and snapshot (not its other files); returns the names removed.
+
+    For a node about to join a cluster it is not a member of: pysyncobj replays the
+    voter changes in its own journal and snapshot on start, so an old journal would
+    bring back the voter set the node had when it last voted, whatever partners it is
+    given now. Never for a member: a voter that forgets its log can vote a candidate
+    that lacks committed entries (Raft §5.4).
+    """
+    removed = []
+    for name in (JOURNAL_FILE, JOURNAL_FILE + ".meta", SNAPSHOT_FILE, OLD_JOURNAL_FILE):
+        path = Path(data_dir) / name
+        if path.exists():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 class _DurableTransport(TCPTransport):
     """pysyncobj's TCP transport, syncing the journal before any message leaves.
 

@@ -45,6 +45,7 @@ from consensus import (
     ModelRecord,
     RaftLog,
     decode_command,
+    discard_journal,
     encode_command,
 )
 from crdt.errors import MeshError, RemoteProtocolError
@@ -663,10 +664,17 @@ class Node:
         elif not self.settings.join:
             await self._open_raft([], added=True)
 
-    async def _open_raft(self, partners: list[str], *, added: bool) -> None:
+    async def _open_raft(self, partners: list[str], *, added: bool, fresh: bool = False) -> None:
+        """Start pysyncobj with ``partners``; ``fresh``: this node is joining a cluster it is not a member of."""
         partners = [p for p in partners if p != self.raft_addr]
 
         def build() -> RaftLog:
+            if fresh:
+                # Its old journal would replay the voter set it had when it last voted (a chaos run
+                # saw a node that rejoined come back with that set, and no leader could be elected).
+                gone = discard_journal(self._raft_dir)
+                if gone:
+                    log.info("raft: joining afresh: discarded the old Raft journal (%s)", ", ".join(gone))
             keys = self.raft_keys.keys
             self._raft_building = RaftLog(
                 self.raft_addr, partners, keys.current, self._raft_dir,
@@ -742,7 +750,8 @@ class Node:
             async with self._raft_opening:
                 if self.raft is None and not self._stopping:  # not promoted meanwhile, not stopping
                     self._raft_added = False
-                    await self._open_raft(reply["partners"], added=False)  # its membership loop asks to be added
+                    # Its membership loop asks to be added. Not a member (the voter says so): start afresh.
+                    await self._open_raft(reply["partners"], added=False, fresh=reply.get("member") is False)
             return
 
     async def _request_add(self) -> None:
@@ -810,7 +819,8 @@ class Node:
             best = ranked_candidates(self._peer_views(trio.current_time()), self._voter_owners().values())
             if best and best[0].peer_id != peer:
                 return {"partners": None}
-        return {"partners": [v for v in voters if v != addr], "keys": self.raft_keys.keys.to_wire()}
+        return {"partners": [v for v in voters if v != addr], "keys": self.raft_keys.keys.to_wire(),
+                "member": addr in voters}
 
     async def _on_raft_add(self, peer: str, body: Any) -> dict:
         """Add a running joiner as a voter (on the leader; others forward to it)."""
@@ -827,7 +837,7 @@ class Node:
                 if len(voters) >= self.settings.raft.voters:
                     return {"full": True}
                 await trio.to_thread.run_sync(self.raft.add_voter, addr, 8.0)
-                log.info("raft: added %s (%s) as a voter", addr, peer)
+                log.info("raft: added %s (%s) as a voter", addr, body.get("peer_id", peer))
             return {"voters": [v for v in self.raft.status().voters if v != addr]}
 
     async def _to_leader(self, method: str, body: dict, hops: int, what: str) -> Any:
@@ -921,7 +931,9 @@ class Node:
                 log.info("raft: %s gives this node a seat; starting Raft", rec.descriptor.name)
                 self._raft_full = False
                 self._raft_added = False
-                await self._open_raft(partners, added=False)  # its membership loop asks to be added too
+                # Its membership loop asks to be added too. The leader sends the voters: not among them, it
+                # starts afresh.
+                await self._open_raft(partners, added=False, fresh=self.raft_addr not in partners)
         return {"raft_addr": self.raft_addr}
 
     async def _on_raft_removed(self, peer: str, body: Any) -> None:

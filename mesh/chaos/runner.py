@@ -329,6 +329,8 @@ def _wait_leader(cluster: Any, timeout: float = 60.0) -> None:
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    # Once: a second SIGTERM (e.g. `timeout` passing on the one it got) must not cut the clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_a_run_stopped_by_sigterm_stops_its_nodes_and_removes_its_dir(tmp_path):
         wait_for(lambda: len(node_pids(root)) == 3, 90, "the run's three nodes")
         wait_for(lambda: b" ops " in (tmp_path / "run.log").read_bytes(), 90, "the load to run")
         run.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGTERM)  # a second one (a wrapper passing its own on) must not cut the clean-up short
         assert run.wait(60) != 0
     finally:
         if run.poll() is None:
