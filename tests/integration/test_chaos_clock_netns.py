@@ -16,7 +16,7 @@ from mesh.chaos.nemesis import Fault
 from mesh.cluster import wait_for
 from mesh.netlab import LanCluster, why_unavailable
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(180)]
 
 HOUR = 3600.0
 

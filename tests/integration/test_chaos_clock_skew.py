@@ -25,7 +25,7 @@ from mesh.chaos import faults
 from mesh.chaos.nemesis import Fault
 from mesh.cluster import LocalCluster, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(180)]
 
 JUMP_S = 60.0
 LEASE_A = 30.0

@@ -13,7 +13,7 @@ from mesh.chaos import faults
 from mesh.chaos.nemesis import Fault
 from mesh.cluster import LocalCluster, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(150)]
 
 
 def alive_peers(node) -> set[str]:

@@ -26,7 +26,7 @@ from mesh.chaos.nemesis import Fault, blocked_pairs, draw
 from mesh.cluster import wait_for
 from mesh.netlab import LanCluster, socket_in, why_no_netem, why_unavailable
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 
 CONNECT_S = 1.0  # a healthy connect on a veth takes microseconds; a blocked one fails or times out
 

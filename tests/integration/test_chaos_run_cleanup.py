@@ -15,7 +15,7 @@ import pytest
 from mesh.chaos.runner import DIR_PREFIX, clean
 from mesh.cluster import meshnode_cmd, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(180)]
 
 
 def node_pids(root: Path) -> list[int]:

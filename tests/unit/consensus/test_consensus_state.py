@@ -50,7 +50,7 @@ def test_public_api_is_pinned():
             "AdmittedPeer", "COMMAND_VERSION", "ClusterState", "Command", "ConfigEntry", "ConfigGet", "ConfigSet",
             "ConsensusError", "ConsensusUnavailable", "Log", "MemberAdd", "MemberRemove", "MemoryLog",
             "ModelRecord", "ModelRegister", "PeerAdmit", "PeerRevoke", "RaftLog", "RaftStatus", "Refusal", "apply",
-            "decode_command", "decode_state", "encode_command", "encode_state",
+            "decode_command", "decode_state", "discard_journal", "encode_command", "encode_state",
             "ConfigCas", "ConfigDelete", "ConfigList", "Fence", "TaskAcquire", "TaskCheck", "TaskLease",
             "TaskList", "TaskRelease", "TaskRenew",
             "ModelPlacement", "PlacementClear", "PlacementGet", "PlacementList", "PlacementSet",
