@@ -318,14 +318,64 @@ class _DurableTransport(TCPTransport):
         super()._onTick()
 
     def _onMessageReceived(self, node, message):
-        # Hearing the leader (append_entries of the current term, heartbeats included)
-        # is when a follower's state was last known current: the age of a stale read.
+        ack = None
         if (
             isinstance(message, dict) and message.get("type") == "append_entries"
             and message.get("term", -1) >= self._syncObj.raftCurrentTerm
         ):
+            # Hearing the leader (append_entries of the current term, heartbeats included)
+            # is when a follower's state was last known current: the age of a stale read.
             self._syncObj.leader_contact = time.monotonic()
-        return super()._onMessageReceived(node, message)
+            journal = getattr(self._syncObj, "_SyncObj__raftLog", None)
+            if journal is not None:
+                message, ack = skip_matching_entries(journal, message)
+        super()._onMessageReceived(node, message)
+        if ack is not None and self._syncObj._getLeader() == node:
+            # Entries it already holds, with more after them: say how far it matches (pysyncobj
+            # answers nothing for an append it did not take).
+            self._syncObj._SyncObj__sendNextNodeIdx(node, nextNodeIdx=ack, success=True)
+
+
+def skip_matching_entries(log: Sequence[tuple], message: dict) -> tuple[dict, int | None]:
+    """Drop the entries of an append this follower already holds; returns (message, ack index or None).
+
+    pysyncobj truncates a follower's log after ``prevLogIdx`` whenever the log goes on
+    past it (``syncobj.py``, the ``len(prevEntries) > 1`` branch), even when the entries
+    there are the very ones the leader sends again. The leader resends often: a reply
+    to an earlier append rewinds its send position, and a resend is capped at
+    ``appendEntriesBatchSizeBytes``. So a follower could cut off entries it had
+    already acknowledged, even applied (pysyncobj logs "truncating already-applied
+    log entries"), and undo the membership changes in them: for a moment its log
+    was shorter than the majority the leader had counted on, and its voter set was an
+    old one. Raft truncates only from the first entry whose term differs (§5.3, receiver
+    rule 3). Here the entries this log already holds with the same term are dropped
+    from the message, which then starts after them. When every entry is already here
+    and the log goes on further, the message keeps only what a heartbeat does (term,
+    leader, commit index up to the last matching entry), and the caller acknowledges
+    the last matching index itself (the returned ack). ``log`` holds pysyncobj entries
+    ``(command, index, term)`` in index order.
+    """
+    entries = message.get("entries")
+    if "prevLogIdx" not in message or "transmission" in message or not entries or not len(log):
+        return message, None
+    first, last = log[0][1], log[len(log) - 1][1]
+    if entries[0][1] <= first or entries[0][1] != message["prevLogIdx"] + 1:
+        return message, None  # before this log's start (a snapshot holds them), or not contiguous
+    matched = 0
+    for _, idx, term in entries:
+        if idx > last or log[idx - first][2] != term:
+            break
+        matched += 1
+    if matched == 0:
+        return message, None
+    upto_idx, upto_term = entries[matched - 1][1], entries[matched - 1][2]
+    message = dict(message, prevLogIdx=upto_idx, prevLogTerm=upto_term, entries=entries[matched:])
+    if matched < len(entries) or upto_idx == last:
+        return message, None  # pysyncobj appends the rest, truncating only a conflicting tail
+    # All held, and more after them: no append at all (pysyncobj would truncate that tail).
+    del message["prevLogIdx"], message["prevLogTerm"], message["entries"]
+    message["commit_index"] = min(message["commit_index"], upto_idx)
+    return message, upto_idx + 1
 
 
 class RaftKeys:
