@@ -30,6 +30,7 @@ class RaftStatus:
     last_applied: int
     voters: list[str]  # Raft addresses, this node included, sorted
     self_addr: str
+    last_index: int = 0  # index of the last entry in this node's log (committed or not)
 
 
 class Log(Protocol):

@@ -93,6 +93,7 @@ class MemoryLog:
                 last_applied=self._index,
                 voters=sorted(self._voters),
                 self_addr=self._self_addr,
+                last_index=self._index,
             )
 
     def state_age(self) -> float:

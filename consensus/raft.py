@@ -586,7 +586,15 @@ class RaftLog:
             last_applied=self._node.raftLastApplied,
             voters=self._voters(),
             self_addr=self._self_addr,
+            last_index=self._last_index(),
         )
+
+    def _last_index(self) -> int:
+        journal = getattr(self._node, "_SyncObj__raftLog", None)
+        try:  # read from another thread than pysyncobj's: a snapshot, like the rest of status()
+            return int(journal[len(journal) - 1][1]) if journal is not None and len(journal) else 0
+        except (IndexError, TypeError):
+            return 0
 
     def state_age(self) -> float | None:
         """Seconds since this node's applied state was last known current; None if never.

@@ -807,17 +807,26 @@ class Node:
         return body["raft_addr"], hops
 
     async def _on_raft_join(self, peer: str, body: Any) -> dict:
-        """A node wants to vote: tell it the current voters, or None when the mesh has enough."""
-        addr, _ = self._join_body(peer, body)
+        """A node wants to vote: tell it the current voters, or None when the mesh has enough (on the leader).
+
+        Only the leader answers (others forward): a voter that was removed while it was away
+        still runs with its old voter set, and a joiner that took that set, with its journal
+        or without, could help it elect itself in a configuration the mesh has left.
+        """
+        addr, hops = self._join_body(peer, body)
         if self.raft is None:
             raise MeshError("consensus: this node does not vote; ask a voter")
-        voters = self.raft.status().voters
+        status = self.raft.status()
+        if status.role != "leader":
+            return await self._to_leader("raft.join", body, hops, "tell a joiner the voters")
+        joiner = body.get("peer_id", peer)
+        voters = status.voters
         if addr not in voters and len(voters) >= self.settings.raft.voters:
             return {"partners": None}
         if addr not in voters:
             # A free seat goes to the best candidate (mesh/voters.py); the leader promotes it.
             best = ranked_candidates(self._peer_views(trio.current_time()), self._voter_owners().values())
-            if best and best[0].peer_id != peer:
+            if best and best[0].peer_id != joiner:
                 return {"partners": None}
         return {"partners": [v for v in voters if v != addr], "keys": self.raft_keys.keys.to_wire(),
                 "member": addr in voters}
@@ -882,7 +891,7 @@ class Node:
         now = trio.current_time()
         status, views = raft.status(), self._peer_views(now)
         for peer in stale_voters(status.voters, views):
-            self._nursery.start_soon(self._tell_removed, peer, list(status.voters))
+            self._nursery.start_soon(self._tell_removed, peer, list(status.voters), status.commit_index)
         change = self.voter_planner.plan(
             self_addr=self.raft_addr, voters=status.voters, owners=self._voter_owners(), peers=views, now=now
         )
@@ -907,10 +916,10 @@ class Node:
             log.info("raft: added voter %s (%s): %s", addr, change.peer_id, change.reason)
         return change
 
-    async def _tell_removed(self, peer: str, voters: list[str]) -> None:
+    async def _tell_removed(self, peer: str, voters: list[str], commit_index: int) -> None:
         with trio.move_on_after(2):
             try:
-                await self.rpc.notify(peer, "raft.removed", {"voters": voters})
+                await self.rpc.notify(peer, "raft.removed", {"voters": voters, "commit_index": commit_index})
             except MeshError:
                 pass
 
@@ -937,12 +946,26 @@ class Node:
         return {"raft_addr": self.raft_addr}
 
     async def _on_raft_removed(self, peer: str, body: Any) -> None:
-        """The leader says we no longer vote (removed while away): stop Raft, forward from now on."""
+        """The leader says we no longer vote (removed while away): stop Raft, forward from now on.
+
+        Believed only from a leader that has committed past the end of this node's log: the
+        change that removed us is then one we never received. A leader of a voter set the mesh
+        left long ago (voters removed while away that elected one another) is behind the voters
+        it would dismiss, and is ignored; the real leader tells it the same in turn.
+        """
         voters = body.get("voters") if isinstance(body, dict) else None
         if not (isinstance(voters, list) and all(isinstance(v, str) for v in voters)):
             raise RemoteProtocolError("mesh: raft.removed needs the list of voters")
+        commit = body.get("commit_index")
+        if type(commit) is not int or commit < 0:
+            raise RemoteProtocolError("mesh: raft.removed needs the leader's commit index")
         rec = self.peers.get(peer)
         if self.raft is None or self.raft_addr in voters or rec is None or not rec.descriptor.raft_addr:
+            return
+        last = self.raft.status().last_index
+        if commit <= last:
+            log.warning("raft: %s says this node is no longer a voter, but it has committed only up to %d and "
+                        "this node's log goes to %d; ignored", rec.descriptor.name, commit, last)
             return
         log.warning("raft: %s says this node is no longer a voter (voters %s); it forwards from now on",
                     rec.descriptor.name, voters)

@@ -174,3 +174,37 @@ def test_random_bodies_to_every_method_never_hurt_the_node(tmp_path):
             assert await node.config.get("never") is None
 
     trio.run(main)
+
+
+def test_a_voter_ignores_removal_notes_from_a_peer_behind_its_own_log(tmp_path):
+    """A leader of a voter set the mesh left (voters removed while away) is behind; its notes change nothing."""
+    node_dir = LocalCluster(tmp_path).init_node("target").data_dir
+
+    async def main():
+        async with Node.start(Config.load(node_dir), serve_api=False) as node:
+            await node.config.set("before", 1)
+            psk = read_mesh_key(node_dir / "mesh.key")
+            evil = Host(seed=new_identity_seed(), psk_hex=psk, listen="/ip4/127.0.0.1/tcp/0",
+                        on_peer_event=lambda *_: None)
+            async with trio.open_nursery() as nursery, evil.running():
+                rpc = RpcPlane(evil, nursery)
+                await evil.connect(node.host.addrs()[0])
+                await rpc.call(node.peer_id, "hello", {
+                    "peer_id": evil.peer_id, "name": "zombie", "tier": "edge", "capabilities": [], "location": "",
+                    "addrs": evil.addrs(), "raft_addr": "127.0.0.1:9"})  # it says it votes
+                last = node.raft.status().last_index
+                assert last >= 2
+                for body in ({"voters": ["127.0.0.1:9"], "commit_index": last},  # behind or level: ignored
+                             {"voters": ["127.0.0.1:9"], "commit_index": 0},
+                             {"voters": ["127.0.0.1:9"]},  # malformed: refused
+                             {"voters": ["127.0.0.1:9"], "commit_index": -1},
+                             {"voters": ["127.0.0.1:9"], "commit_index": "9999"}):
+                    await rpc.notify(node.peer_id, "raft.removed", body)
+                await trio.sleep(0.5)  # notes are one-way: give the node time to (not) act
+                nursery.cancel_scope.cancel()
+            assert node.raft is not None and node.raft.status().role == "leader"
+            assert node.raft_status()["role"] == "leader"
+            await node.config.set("after", 2)
+            assert await node.config.get("after") == 2
+
+    trio.run(main)

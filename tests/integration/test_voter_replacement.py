@@ -84,6 +84,17 @@ def test_a_dead_voter_is_replaced_by_the_cloud_forwarder(tmp_path):
         for node in (n for n in cluster.nodes if n.running):
             assert node.client().get("/config/get", key="after")["value"] == 2
 
+        # Restarted, the removed voter runs Raft with its old voter set and journal until the leader, which
+        # has committed past the end of its log, tells it it no longer votes: it forwards from then on.
+        seats = sorted(raft_of(leader)["voters"])
+        cluster.start(victim)
+        cluster.wait_api(victim)
+        wait_for(lambda: raft_of(victim)["role"] == "forwarder" and raft_of(victim)["leader"], 30,
+                 "the removed voter to forward to the leader")
+        assert sorted(raft_of(leader)["voters"]) == seats
+        assert victim.client().post("/config/set", {"key": "back", "value": 3})["value"] == 3
+        assert leader.client().get("/config/get", key="back")["value"] == 3
+
 
 def test_a_leader_that_stops_gracefully_hands_over_its_vote(tmp_path):
     with LocalCluster(tmp_path) as cluster:
