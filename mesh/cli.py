@@ -823,10 +823,13 @@ def chaos() -> None:
                    "nodes' test-only fault filter (both ways), no netem.")
 @click.option("--quiet", "quiet_s", type=click.FloatRange(1, 600), default=15.0, show_default=True,
               help="Seconds after the heal for replicas to agree (the convergence bound checked).")
+@click.option("--logs", "logs_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Copy every node's log into this directory when the run ends (the run's own directory is "
+                   "removed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as one JSON document.")
 @reports_errors
 def chaos_run(nodes: int, duration: float, seed: int, nemeses: str, workloads: str, report_dir: Path | None,
-              backend: str, quiet_s: float, as_json: bool) -> None:
+              backend: str, quiet_s: float, logs_dir: Path | None, as_json: bool) -> None:
     """Start NODES real nodes, inject faults on a seeded schedule under load, heal, check; exit 0 only if all pass."""
     from .chaos.nemesis import parse_nemeses
     from .chaos.runner import RunOptions, run
@@ -834,7 +837,7 @@ def chaos_run(nodes: int, duration: float, seed: int, nemeses: str, workloads: s
     chosen = tuple(parse_nemeses(nemeses))  # an unknown name is a one-line error
     options = RunOptions(nodes=nodes, duration=duration, seed=seed, nemeses=chosen,
                          workloads=tuple(w.strip() for w in workloads.split(",") if w.strip()),
-                         report=report_dir, backend=backend, quiet=quiet_s)
+                         report=report_dir, backend=backend, quiet=quiet_s, logs=logs_dir)
     report = run(options, progress=(lambda line: None) if as_json else (lambda line: click.echo(line, err=True)))
     if as_json:
         click.echo(json.dumps({"ok": report["ok"], "seed": report["seed"], "backend": report["backend"],

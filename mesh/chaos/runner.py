@@ -123,6 +123,7 @@ class RunOptions:
     quiet: float = CONVERGE_BOUND
     backend: str = "auto"  # auto, netns or local
     clients: int = 3
+    logs: Path | None = None  # copy every node's log here once the nodes have stopped
 
     def __post_init__(self) -> None:
         if not 3 <= self.nodes <= 9:
@@ -272,6 +273,8 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
             if cluster is not None:
                 _close(cluster)
         finally:
+            if options.logs is not None:
+                _save_logs(root, options.logs, progress)
             shutil.rmtree(root, ignore_errors=True)
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
@@ -280,6 +283,19 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
     for v in verdicts:
         progress(f"chaos: {'PASS' if v['ok'] else 'FAIL'} {v['name']}: {v['summary']}")
     return report
+
+
+def _save_logs(root: Path, dest: Path, progress) -> None:
+    """Copy the nodes' logs (``<node>.log``) out of the run directory before it is removed."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        saved = 0
+        for path in sorted(root.rglob("*.log")):
+            shutil.copyfile(path, dest / path.name)
+            saved += 1
+        progress(f"chaos: {saved} node log(s) saved in {dest}")
+    except OSError as exc:
+        progress(f"chaos: could not save the node logs in {dest}: {exc}")
 
 
 def _start_cluster(root: Path, options: RunOptions, backend: str, progress, *,

@@ -32,8 +32,11 @@ def test_partition_pause_and_leader_kill_lose_nothing(tmp_path):
     backend = "netns" if why_unavailable() is None else "local"
     lines: list[str] = []
     report = run(RunOptions(nodes=5, duration=DURATION, seed=SEED, nemeses=NEMESES, report=tmp_path,
-                            backend=backend), progress=lines.append)
+                            backend=backend, logs=tmp_path / "logs"), progress=lines.append)
     print("\n".join(lines))
+    # Every node's log is kept for reading afterwards; the run's own directory is gone.
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [f"n{i}.log" for i in range(5)]
+    assert "raft" in (tmp_path / "logs" / "n0.log").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["seed"] == SEED
     assert "<svg" in (tmp_path / "report.html").read_text()
     failed = [v for v in report["verdicts"] if not v["ok"]]
