@@ -630,6 +630,41 @@ class RaftLog:
             return
         self._change_membership("add", addr, timeout)
 
+    def transfer_leadership(self, timeout: float) -> str | None:
+        """On the leader: hand leadership to the most caught-up voter (Raft's TimeoutNow).
+
+        Returns the new leader's address, or None when there was nobody to hand it to or
+        no other voter led within ``timeout`` (this node may still lead then). pysyncobj
+        lets no leader remove itself; a leader that transfers first stays a voter while
+        the new leader removes it, so even a two-voter cluster keeps a leader throughout.
+        """
+        check_timeout(timeout, allow_zero=False)
+        self._check_usable("transfer leadership")
+        if self._role != "leader" or not self._node.otherNodes:
+            return None
+        asked = threading.Event()
+
+        def sent(_result: Any, error: int) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                asked.set()
+
+        def on_tick() -> None:  # pysyncobj's state belongs to its thread; its tick lock is held here
+            # Refused while the chosen voter lacks the newest entries (writes keep coming): ask again.
+            if not asked.is_set() and self._node._isLeader():
+                self._node.transferLeadership(None, sent)
+
+        self._node.addOnTickCallback(on_tick)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                leader = self._node._getLeader()
+                if asked.is_set() and leader is not None and leader.id != self._self_addr:
+                    return leader.id
+                time.sleep(_POLL)
+        finally:
+            self._node.removeOnTickCallback(on_tick)
+        return None
+
     def remove_voter(self, addr: str, timeout: float) -> None:
         """Remove the node at ``addr`` from the voters, waiting until the change commits.
 

@@ -94,6 +94,7 @@ VIEW_FRESH = 3.0  # seconds an advert's peer list counts for relay decisions (ad
 TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
 VOTER_TICK = 0.5  # seconds between the leader's looks at the voter set (mesh/voters.py)
 HANDOVER_LIMIT = 3.0  # seconds a stopping voter spends handing over its vote before it just leaves
+TRANSFER_LIMIT = 1.0  # of which a stopping leader spends at most this handing over leadership first
 PROMOTE_TIMEOUT = 10.0  # seconds a candidate has to start Raft when the leader promotes it
 
 
@@ -1017,9 +1018,15 @@ class Node:
         if raft is None or not self._raft_added or len(raft.status().voters) <= 1:
             return
         if raft.status().role == "leader":
-            # pysyncobj never lets a leader remove itself: stop voting, let the others elect a leader, ask it.
-            self.raft = None
-            await trio.to_thread.run_sync(raft.close)
+            # pysyncobj never lets a leader remove itself: hand leadership to the most caught-up voter
+            # and ask it, still voting meanwhile (with two voters, the other could not be elected
+            # without this one). Failing that, stop voting and let the others elect a leader.
+            successor = await trio.to_thread.run_sync(raft.transfer_leadership, TRANSFER_LIMIT)
+            if successor is None:
+                self.raft = None
+                await trio.to_thread.run_sync(raft.close)
+            else:
+                log.info("raft: handed leadership to %s before stopping", successor)
         body = {"peer_id": self.peer_id, "raft_addr": self.raft_addr}
         while True:
             for rec in self.peers.alive(trio.current_time()):

@@ -124,3 +124,22 @@ def test_a_leader_that_stops_gracefully_hands_over_its_vote(tmp_path):
                  "the restarted node to forward to the leader")
         assert leaving.client().post("/config/set", {"key": "back", "value": 3})["value"] == 3
         assert sorted(raft_of(rest[0])["voters"]) == sorted([raft_addr(n) for n in rest] + [raft_addr(cloud)])
+
+
+def test_the_leader_of_two_voters_stops_gracefully_and_the_other_leads_alone(tmp_path):
+    """It hands leadership over before asking to be removed: alone, the other could never be elected."""
+    with LocalCluster(tmp_path) as cluster:
+        pair = [cluster.init_node(name) for name in ("n1", "n2")]
+        cluster.start_all()
+        cluster.wait_mesh()
+        by_id = {n.peer_id: n for n in pair}
+        leaving = by_id[cluster.wait_leader()]
+        stays = next(n for n in pair if n is not leaving)
+        wait_for(lambda: sorted(raft_of(stays)["voters"]) == sorted(raft_addr(n) for n in pair), 30,
+                 "both nodes to vote")
+        assert cluster.stop(leaving, signal.SIGTERM) == 0
+        assert "handed leadership to" in leaving.log_path.read_text()
+
+        wait_for(lambda: raft_of(stays)["role"] == "leader" and raft_of(stays)["voters"] == [raft_addr(stays)], 30,
+                 "the remaining node to lead a voter set of its own")
+        assert stays.client().post("/config/set", {"key": "alone", "value": 1})["value"] == 1
