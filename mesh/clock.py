@@ -28,10 +28,7 @@ is not such a document, or whose values are out of bounds
 treated as no skew: a broken test switch must never take the node down.
 
 Cost: the file is looked at (one ``stat``) at most every ``RELOAD_S`` seconds of
-monotonic time and parsed only when its inode, size or mtime changed, so the
-harness's change is in force at most ``RELOAD_S`` after it replaced the file
-(it writes a temp file and ``os.replace``-s it in, so a reader never sees half
-a document).
+monotonic time and parsed only when it changed (``mesh/watched_file.py``).
 """
 
 from __future__ import annotations
@@ -40,12 +37,13 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from crdt.errors import MeshError
+
+from .watched_file import WatchedFile
 
 log = logging.getLogger("meshnode.clock")
 
@@ -114,50 +112,28 @@ class Skew:
 NO_SKEW = Skew()
 
 
+def _parse_skew(data: bytes) -> Skew:
+    try:
+        return Skew.from_json(data.decode())
+    except MeshError as exc:
+        raise ValueError(str(exc).removeprefix("clock: ")) from None
+
+
+def _loaded(skew: Skew) -> None:
+    log.warning("clock: test-only skew: offset %+g s, drift %+g s/s", skew.offset_s, skew.drift)
+
+
 class SkewFile:
     """The skew file as this process reads it: cached, re-read at most every ``RELOAD_S`` when it changed."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._skew = NO_SKEW
-        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) of what _skew came from
-        self._checked = -math.inf
-        self._complaint = ""  # the last problem logged, so each is logged once
-        self._lock = threading.Lock()
+        self._file = WatchedFile(path, _parse_skew, NO_SKEW, what="clock: the skew file", logger=log,
+                                 reload_s=RELOAD_S, on_load=_loaded)
+        self.path = self._file.path
 
     def skew(self, real: float, mono: float) -> float:
         """The skew (seconds) at real time ``real``, looking at the file again if ``mono`` says it is due."""
-        if mono - self._checked >= RELOAD_S:
-            with self._lock:
-                if mono - self._checked >= RELOAD_S:
-                    self._refresh()
-                    self._checked = mono
-        return self._skew.at(real)
-
-    def _refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._skew, self._seen, self._complaint = NO_SKEW, None, ""
-            return
-        except OSError as exc:
-            self._give_up(f"clock: cannot stat the skew file {self.path}: {exc}", None)
-            return
-        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if seen == self._seen:
-            return
-        try:
-            skew = Skew.from_json(self.path.read_text())
-        except (OSError, UnicodeDecodeError, MeshError) as exc:
-            self._give_up(f"{exc}" if isinstance(exc, MeshError) else f"clock: cannot read {self.path}: {exc}", seen)
-            return
-        self._skew, self._seen, self._complaint = skew, seen, ""
-        log.warning("clock: test-only skew from %s: offset %+g s, drift %+g s/s", self.path, skew.offset_s, skew.drift)
-
-    def _give_up(self, reason: str, seen: tuple[int, int, int] | None) -> None:
-        if reason != self._complaint:  # once, not on every look
-            log.error("%s; ignoring it (no skew)", reason)
-        self._skew, self._seen, self._complaint = NO_SKEW, seen, reason
+        return self._file.get(mono).at(real)
 
 
 _source: SkewFile | None = None

@@ -29,7 +29,8 @@ partition: dials fail, streams break, Raft messages stop, the failure detector
 notices and heals when the file empties.
 
 Cost: the file is looked at (one ``stat``) at most every ``RELOAD_S`` seconds
-and parsed only when it changed; the harness replaces it atomically.
+and parsed only when it changed (``mesh/watched_file.py``); the harness
+replaces it atomically.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
 from pathlib import Path
+
+from .watched_file import WatchedFile
 
 log = logging.getLogger("meshnode.fault_filter")
 
@@ -71,17 +72,16 @@ def parse(text: str | bytes) -> tuple[frozenset[str], frozenset[str]]:
     return out[0], out[1]
 
 
+_NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+
 class FaultFilter:
     """Who this node must not talk to, read from the harness's file (nothing when not switched on)."""
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = Path(path) if path else None
-        self._peers: frozenset[str] = frozenset()
-        self._raft: frozenset[str] = frozenset()
-        self._checked = -1e9
-        self._stamp: tuple[int, int, int] | None = None
-        self._complained: str | None = None
-        self._lock = threading.Lock()  # pysyncobj's thread and the event loop both ask
+        self._file = None if self.path is None else WatchedFile(
+            self.path, parse, _NOTHING, what="chaos: the fault filter", logger=log, reload_s=RELOAD_S)
 
     @classmethod
     def from_env(cls) -> FaultFilter:
@@ -94,53 +94,19 @@ class FaultFilter:
     @property
     def active(self) -> bool:
         """Whether the switch is on at all."""
-        return self.path is not None
+        return self._file is not None
 
     def blocks_peer(self, peer_id: str) -> bool:
         """Whether libp2p traffic with ``peer_id`` is cut."""
-        return self.path is not None and peer_id in self._current()[0]
+        return self._file is not None and peer_id in self._file.get()[0]
 
     def blocks_raft(self, addr: str) -> bool:
         """Whether Raft traffic with the voter at ``addr`` is cut."""
-        return self.path is not None and addr in self._current()[1]
+        return self._file is not None and addr in self._file.get()[1]
 
     def blocked_peers(self) -> frozenset[str]:
         """Every peer id cut now."""
-        return self._current()[0] if self.path is not None else frozenset()
-
-    def _current(self) -> tuple[frozenset[str], frozenset[str]]:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._checked >= RELOAD_S:
-                self._checked = now
-                self._reload()
-            return self._peers, self._raft
-
-    def _reload(self) -> None:
-        assert self.path is not None
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._peers, self._raft = None, frozenset(), frozenset()
-            return
-        except OSError as exc:
-            self._complain(f"cannot read it: {exc.strerror or exc}")
-            return
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        try:
-            self._peers, self._raft = parse(self.path.read_bytes())
-            self._complained = None
-        except (OSError, ValueError) as exc:
-            self._peers, self._raft = frozenset(), frozenset()
-            self._complain(str(exc))
-
-    def _complain(self, why: str) -> None:
-        if why != self._complained:
-            self._complained = why
-            log.error("chaos: ignoring the fault filter %s: %s", self.path, why)
+        return self._file.get()[0] if self._file is not None else frozenset()
 
 
 __all__ = ["CHAOS_FILTER_ENV", "CHAOS_FILTER_FILE", "FaultFilter", "parse"]
