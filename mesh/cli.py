@@ -887,5 +887,41 @@ def demo(nodes: int, keep: bool) -> None:
     sys.exit(run_demo(nodes, keep=keep))
 
 
+# -- bench -------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("suites", nargs=-1)
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every suite's rows and the headline to this file.")
+@click.option("--duration", type=click.FloatRange(1, 3600), default=None,
+              help="Seconds each measured phase lasts, for suites that watch a running mesh (offload, starvation).")
+@click.option("--list", "list_only", is_flag=True, help="List the suites and exit.")
+@reports_errors
+def bench(suites: tuple[str, ...], json_file: Path | None, duration: float | None, list_only: bool) -> None:
+    """Run benchmark SUITES (default: all; minutes each) and print each figure beside its baseline and the ratio.
+
+    Baselines are measured in the same run (raw TCP, raw pysyncobj, pycrdt, offload off, brute force), so
+    the ratios hold on any machine; the absolute figures are this machine's.
+    """
+    from bench.__main__ import SUITES, run_suites
+    from bench.summary import format_table, headline
+
+    if list_only:
+        click.echo("\n".join(SUITES))
+        return
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise click.UsageError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    logging.disable(logging.WARNING)
+    results = run_suites(list(suites), duration, progress=lambda line: click.echo(line, err=True))
+    top = headline(results)
+    click.echo("each figure beside its baseline, measured in the same run:")
+    click.echo(format_table(top))
+    if json_file is not None:
+        json_file.write_text(json.dumps({**results, "headline": top}, indent=2, default=str))
+        click.echo(f"figures written to {json_file}")
+
+
 if __name__ == "__main__":
     main()
