@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,32 +207,50 @@ class History:
 
 
 class Recorder:
-    """Builds a history while a run goes on: ``invoke`` returns a handle that ``complete`` closes."""
+    """Builds a history while a run goes on: ``invoke`` returns a handle that ``complete`` closes.
+
+    Thread-safe: the run's client threads record while its progress line reads the history
+    (an hour-long run died on "dictionary changed size during iteration" without the lock).
+    """
 
     def __init__(self) -> None:
         self._pending: dict[int, dict[str, Any]] = {}
         self._done: list[tuple[int, Op]] = []
         self._next = 0
+        self._lock = threading.Lock()
 
     def invoke(self, *, process: str, kind: str, key: str, value: Any = None, now: float) -> int:
         """Record an invocation at ``now``; returns the handle to complete it with."""
-        handle = self._next
-        self._next += 1
-        self._pending[handle] = {"process": process, "kind": kind, "key": key, "value": value, "invoke": now}
+        with self._lock:
+            handle = self._next
+            self._next += 1
+            self._pending[handle] = {"process": process, "kind": kind, "key": key, "value": value, "invoke": now}
         return handle
 
     def complete(self, handle: int, *, status: str, now: float | None, result: Any = None) -> Op:
         """Record the outcome of invocation ``handle``; returns the finished op."""
-        if handle not in self._pending:
-            raise HistoryError(f"chaos: no pending invocation {handle} (completed twice, or never invoked)")
-        op = Op(**self._pending[handle], complete=now, status=status, result=result)
-        del self._pending[handle]
-        self._done.append((handle, op))
+        with self._lock:
+            fields = self._pending.pop(handle, None)
+            if fields is None:
+                raise HistoryError(f"chaos: no pending invocation {handle} (completed twice, or never invoked)")
+            try:
+                op = Op(**fields, complete=now, status=status, result=result)
+            except HistoryError:
+                self._pending[handle] = fields  # a bad outcome leaves the invocation pending
+                raise
+            self._done.append((handle, op))
         return op
+
+    def count(self) -> int:
+        """How many ops were invoked so far (cheap, for progress lines)."""
+        with self._lock:
+            return self._next
 
     def history(self) -> History:
         """Every op so far in invocation order; still-pending ones count as ``unknown``."""
-        ops = dict(self._done)
-        for handle, fields in self._pending.items():
+        with self._lock:
+            done, pending = list(self._done), list(self._pending.items())
+        ops = dict(done)
+        for handle, fields in pending:
             ops[handle] = Op(**fields, complete=None, status="unknown")
         return History(tuple(ops[h] for h in sorted(ops)))

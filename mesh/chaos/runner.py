@@ -244,7 +244,7 @@ def run(options: RunOptions, progress: Callable[[str], None] = print) -> dict:
         deadline = time.monotonic() + options.duration
         while time.monotonic() < deadline:
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-            progress(f"chaos: t={r.now():5.1f}s  ops {len(r.register.history())} register, "
+            progress(f"chaos: t={r.now():5.1f}s  ops {r.register.count()} register, "
                      f"{len(r.sensor_writes)} sensor, {len(r.increments)} incr")
         r.stop.set()
         for t in threads + r.probes:
