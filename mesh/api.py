@@ -4,7 +4,7 @@ Starlette routes served by Hypercorn's trio worker, so the API runs inside the
 node's own trio loop. It listens on 127.0.0.1 by default; the actual address
 (port 0 picks a free one) is written to ``api.addr`` in the data dir, where the
 client commands find it. Bodies are JSON, except ``/infer`` which carries
-tensors as msgpack.
+tensors as msgpack, and ``/metrics`` which is Prometheus's text format.
 
 Errors: a ``MeshError`` becomes ``{"error": "<one line>"}`` with 400 (bad
 request), 404 (unknown thing) or 503 (the mesh cannot do it right now); the
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -37,6 +38,7 @@ from crdt.errors import MeshError
 from inference import InvalidInput, decode_tensors, encode_tensors
 
 from .config import API_ADDR_FILE
+from .metrics import registry_for
 from .sensor_quorum import DEFAULT_TIMEOUT, QuorumNotReached
 from .wire import pack, unpack
 
@@ -138,6 +140,10 @@ def build_app(node: "Node") -> Starlette:
 
     async def peers(request: Request):
         return JSONResponse(node.peer_list())
+
+    async def metrics(request: Request):
+        # Prometheus text format; a part of the node that cannot be read is left out (mesh/metrics.py).
+        return Response(generate_latest(registry_for(node)), media_type=CONTENT_TYPE_LATEST)
 
     async def config_set(request: Request):
         body = await _json(request)
@@ -331,6 +337,7 @@ def build_app(node: "Node") -> Starlette:
     routes = [
         Route("/status", guarded(status)),
         Route("/peers", guarded(peers)),
+        Route("/metrics", guarded(metrics)),
         Route("/config/set", guarded(config_set), methods=["POST"]),
         Route("/config/get", guarded(config_get)),
         Route("/config/cas", guarded(config_cas), methods=["POST"]),
