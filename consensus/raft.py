@@ -471,6 +471,18 @@ class _RaftNode(SyncObj):
     def _getEncryptor(self) -> RaftKeys:  # noqa: N802 (pysyncobj's name)
         return self.raft_keys
 
+    def _SyncObj__updateClusterConfiguration(self, newNodes):  # noqa: N802 (pysyncobj's private name)
+        # A follower that loads a snapshot from its leader takes the voter set stored in it
+        # (syncobj.py, __loadDumpFile). That set is as of the snapshot, and a leader passes on
+        # the snapshot it was itself given: it may have joined after it was taken. pysyncobj
+        # then drops the leader from its nodes and hangs up on it, the one node that could send
+        # the later changes; a chaos run lost Raft for good when a sole voter's new partner did
+        # this. The leader stays; the entries after the snapshot bring the rest of the set.
+        leader = self._SyncObj__raftLeader
+        if leader is not None and leader != self._SyncObj__selfNode and leader not in newNodes:
+            newNodes = [*newNodes, leader]
+        super()._SyncObj__updateClusterConfiguration(newNodes)
+
     def _doDestroy(self) -> None:
         # journal.py writes the commit index once a second; save it on a clean stop
         # so a restarted node replays every entry it knew to be committed.
