@@ -58,6 +58,7 @@ from .cluster_placement import ClusterPlacement, placement_driver
 from .config import MESH_KEY_FILE, Config, DataDirLock, read_identity, read_mesh_key
 from .fault_filter import RELOAD_S as FAULT_FILTER_RELOAD
 from .fault_filter import FaultFilter
+from .metrics import inference_metrics
 from .host import Host, peer_id_from_seed, split_peer_addr
 from .membership import Event as MemberEvent
 from .membership import MemberDead, MemberLeft, MemberSuspect
@@ -1170,7 +1171,8 @@ class Node:
     async def infer(self, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 30.0,
                     exit_threshold: float | None = None) -> InferResult:
         """Run ``model`` where it completes earliest: here, on a peer, or split (``mesh/inference_service.py``)."""
-        return await self.inference.infer(model, inputs, timeout=timeout, exit_threshold=exit_threshold)
+        return await inference_metrics(self).measure(
+            model, self.inference.infer(model, inputs, timeout=timeout, exit_threshold=exit_threshold))
 
     def advert_changed(self) -> None:
         """Send our advert now rather than at the next tick (our figures changed)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import urllib.request
 
+import numpy as np
 import pytest
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from crdt.errors import MeshError
+from inference import build_demo_model
 from mesh import Config, Node
 from mesh.client import Client
 from mesh.cluster import LocalCluster
@@ -36,6 +39,12 @@ def test_metrics_of_a_single_node_mesh_after_a_config_write(tmp_path):
             client = Client(node_dir, timeout=10)
             await trio.to_thread.run_sync(client.post, "/config/set", {"key": "fan", "value": "on"})
             await trio.to_thread.run_sync(client.state_put, "kitchen/temp", 21.5)
+            await node.add_model("demo", build_demo_model(tmp_path / "m.onnx", seed=2))
+            image = {"image": np.ones((1, 3, 32, 32), np.float32)}
+            for _ in range(2):  # the second is answered from the cache
+                await node.infer("demo", image)
+            with pytest.raises(MeshError):
+                await node.infer("no-such-model", image)
             return node.peer_id, await trio.to_thread.run_sync(scrape, node.api_addr)
 
     peer_id, (content_type, samples) = trio.run(main)
@@ -50,5 +59,11 @@ def test_metrics_of_a_single_node_mesh_after_a_config_write(tmp_path):
     assert samples[("meshnode_sensor_keys", (("scope", "shared"),))] == 1
     assert samples[("meshnode_peers", (("state", "alive"),))] == 0  # alone in its mesh
     assert samples[("meshnode_node_info", (("name", "solo"), ("peer_id", peer_id), ("tier", "edge")))] == 1
+    # Node.infer feeds the per-request figures: by model and where it ran, its latency, its errors.
+    assert samples[("meshnode_inference_requests_total", (("model", "demo"), ("route", "local")))] == 1
+    assert samples[("meshnode_inference_requests_total", (("model", "demo"), ("route", "cache")))] == 1
+    assert samples[("meshnode_inference_request_duration_seconds_count", (("model", "demo"), ("route", "local")))] == 1
+    assert sum(v for (name, labels), v in samples.items()
+               if name == "meshnode_inference_request_errors_total" and ("model", "no-such-model") in labels) == 1
     failed = [labels for (name, labels) in samples if name == "meshnode_metrics_section_failed"]
     assert failed == []  # every part of a running node reads
