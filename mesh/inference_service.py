@@ -83,7 +83,7 @@ class InferResult:
     outputs: dict[str, np.ndarray]
     ran_on: str
     ran_on_name: str
-    elapsed_ms: float
+    elapsed_ms: float  # what the caller waited, from the request to the answer, whatever the route
     offloaded: bool
     route: str = LOCAL  # local, remote, split, degraded or early_exit
     degraded: bool = False  # a smaller answer than the model's (an exit head's), given because nothing better could run
@@ -224,7 +224,7 @@ class InferenceService:
         if self.results.enabled and all(o.get("name") != EXIT_OUTPUT for o in record.outputs):
             key = result_key(record.sha256, inputs)
             if (cached := self.results.get(key)) is not None:
-                return self._answer(cached, route=CACHE)
+                return self._answer(cached, route=CACHE, elapsed_ms=(trio.current_time() - started) * 1000)
         threshold = self.settings.exit_threshold if exit_threshold is None else exit_threshold
         deadline = started + timeout
         request_id = os.urandom(8).hex()
@@ -233,7 +233,8 @@ class InferenceService:
             result = await self._attempts(model, record.sha256, inputs, served, threshold, deadline, request_id)
             if key is not None and not result.degraded:
                 self.results.put(key, result.outputs)
-            return result
+            # What the caller waited, whatever the route (a split or a peer's answer included).
+            return replace(result, elapsed_ms=(trio.current_time() - started) * 1000)
         assert scope.cancelled_caught
         self.stats["refused"] += 1
         raise MeshError(f"inference: {model!r} got no answer within its {timeout:g} s deadline; "

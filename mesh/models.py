@@ -49,6 +49,7 @@ class ModelFiles:
         self._fetching: set[str] = set()
         self.errors: dict[str, str] = {}
         self._retry_at: dict[str, float] = {}
+        self._known: set[str] = set()  # model names seen registered
 
     def path(self, sha: str) -> Path:
         """Where the file with this sha256 lives on this node."""
@@ -80,6 +81,9 @@ class ModelFiles:
                 models = await self._node.cluster_models()
             except MeshError:
                 models = {}
+            if set(models) - self._known:  # a model was registered: the leader places it now, not at its next round
+                self._known |= set(models)
+                self._node.placement_driver.poke()
             now = trio.current_time()
             for record in models.values():
                 if self._retry_at.get(record.name, 0.0) > now:

@@ -1,5 +1,8 @@
 """The commands in the docs run as written: every ``sh`` block of the guides, in order, on real nodes.
 
+The tutorial runs in CI's first stage; the how-to guides, which go on from it and include a chaos
+run of their own, in the second (``long``).
+
 Each guide's ``sh`` blocks are read from the Markdown and run top to bottom in
 one temp directory, with ``/tmp/mesh`` pointing into it and placeholders such
 as ``<a's join address>`` filled from what earlier commands printed.
@@ -62,21 +65,27 @@ class Session:
         left = re.findall(r"<[^>]+>", command)
         assert not left, f"no value for {left} in {command!r}"
         argv = shlex.split(command)
+        if argv[0] == "python":
+            return [sys.executable, *argv[1:]]
         assert argv[0] == "meshnode", f"a docs command this test cannot run: {command!r}"
         return [sys.executable, "-m", "mesh", *argv[1:]]
 
     def run(self, command: str) -> str:
         argv = self.expand(command)
-        if argv[3] == "run":
+        verb = argv[3] if argv[1:3] == ["-m", "mesh"] else ""
+        if verb == "run":
             self.start(Path(argv[4]))
             return ""
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=self.root)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=self.root)
         assert out.returncode == 0, f"{command!r} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
-        if argv[3] == "init":
+        if verb == "init":  # what the next commands refer to: <a's join address>, <d's peer id>
             name = Path(argv[4]).name
-            join = re.search(r"join address: (\S+)", out.stdout)
-            if join:
-                self.values[f"<{name}'s join address>"] = join.group(1)
+            for what in ("join address", "peer id"):
+                found = re.search(rf"{what}: (\S+)", out.stdout)
+                if found:
+                    self.values[f"<{name}'s {what}>"] = found.group(1)
+        elif verb == "invite":
+            self.values["<the token>"] = out.stdout.split()[0]
         return out.stdout
 
     def start(self, data_dir: Path) -> None:
@@ -91,7 +100,7 @@ class Session:
         if not self.nodes:
             return
         for data_dir, proc in self.nodes:
-            wait_for(lambda d=data_dir, p=proc: (d / "api.addr").exists() or p.poll() is not None, 60,
+            wait_for(lambda d=data_dir, p=proc: (d / "api.addr").exists() or p.poll() is not None, 90,
                      f"{data_dir.name} to serve its API")
             assert proc.poll() is None, (self.root / f"{data_dir.name}.log").read_text()[-3000:]
 
@@ -115,13 +124,13 @@ class Session:
                 proc.wait()
 
 
-def run_guide(path: Path, root: Path) -> dict[str, str]:
-    """Run every command of the guide at ``path``; returns what each printed."""
+def run_guide(paths: list[Path], root: Path) -> dict[str, str]:
+    """Run every command of the guides at ``paths``, in one session; returns what each printed."""
     session = Session(root)
     ran = {}
     try:
         started = 0
-        for command in sh_commands(path.read_text()):
+        for command in [c for path in paths for c in sh_commands(path.read_text())]:
             if command in SETUP:
                 continue
             if len(session.nodes) > started and not command.startswith("meshnode run "):
@@ -140,8 +149,23 @@ def test_sh_blocks_are_read_with_comments_stripped():
 
 
 def test_the_tutorial_runs_as_written(tmp_path):
-    ran = run_guide(DOCS / "tutorial.md", tmp_path)
+    ran = run_guide([DOCS / "tutorial.md"], tmp_path)
     assert len([c for c in ran if c.startswith("meshnode run ")]) == 3
     # What the tutorial says each step shows.
     assert "away" in ran["meshnode config get home.mode -d /tmp/mesh/a"]
     assert "kitchen/temp" in ran["meshnode state list -d /tmp/mesh/a"]
+
+
+@pytest.mark.long  # it includes a chaos run of its own
+def test_the_how_to_guides_run_as_written_after_the_tutorial(tmp_path):
+    ran = run_guide([DOCS / "tutorial.md", DOCS / "howto.md"], tmp_path)
+    assert "vision" in ran["meshnode model list -d /tmp/mesh/c"]
+    assert (tmp_path / "mesh" / "out.npz").exists()
+    early = next(out for c, out in ran.items() if c.startswith("meshnode infer textdir") and "threshold 0" in c)
+    assert "early_exit" in early
+    for c in (c for c in ran if c.startswith("meshnode infer")):  # how long the caller waited, every route
+        assert float(re.search(r" in ([0-9.]+) ms", ran[c]).group(1)) > 0, ran[c]
+    assert (tmp_path / "mesh" / "chaos" / "report.json").exists()
+    assert sorted(p.name for p in (tmp_path / "mesh" / "chaos" / "logs").iterdir()) == ["n0.log", "n1.log", "n2.log"]
+    peer_d = next(v for k, v in ran.items() if k.startswith("meshnode init /tmp/mesh/d")).split("peer id: ")[1].split()[0]
+    assert peer_d in ran["meshnode admitted -d /tmp/mesh/b"]
