@@ -887,6 +887,48 @@ def demo(nodes: int, keep: bool) -> None:
     sys.exit(run_demo(nodes, keep=keep))
 
 
+# -- backup / restore --------------------------------------------------------------
+
+
+@main.command("backup")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--with-models", is_flag=True, help="Also keep the model files (else a restored node fetches them).")
+@data_dir_option
+@reports_errors
+def backup_cmd(out: Path, with_models: bool, data_dir: Path, as_json: bool) -> None:
+    """Write a backup of this node to OUT (.tar.gz): identity, keys, config and sensor stores; never Raft.
+
+    Safe while the node runs. OUT holds the node's identity and the mesh key: keep it like a password.
+    """
+    from .backup import backup
+
+    join: list[str] = []
+    try:  # a running node knows where its peers are: a restored first node dials them
+        join = [p["addr"] for p in client_for(data_dir).get("/peers") if p["state"] == "alive" and p["addr"]]
+    except MeshError:
+        pass
+    manifest = backup(data_dir, out, models=with_models, join=join)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    emit({"backup": str(out), **manifest}, as_json,
+         lambda d: f"backed up {d['name']} ({d['peer_id']}) to {out}: {len(d['files'])} files, {size} bytes "
+                   "(Raft is left out: a restored node rejoins)")
+
+
+@main.command("restore")
+@click.argument("archive", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@reports_errors
+def restore_cmd(archive: Path, target: Path, as_json: bool) -> None:
+    """Restore the backup ARCHIVE into TARGET (a new or empty directory); `meshnode run TARGET` then rejoins."""
+    from .backup import restore
+
+    manifest = restore(archive, target)
+    emit({"restored": str(target), **manifest}, as_json,
+         lambda d: f"restored {d['name']} ({d['peer_id']}) into {target}: it rejoins Raft like a new node and its "
+                   "sensor stores write under new writer ids; start it with `meshnode run`")
+
+
 # -- bench -------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import trio
 
-from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, decode_message, encode_message
+from crdt import Entry, HybridLogicalClock, LWWMap, SyncCore, Timestamp, decode_message, encode_message
 from crdt.errors import MeshError
 
 from .sensor_db import MB, SensorDB, StoreCorrupt, StoreFull, is_disk_full, read_epoch, write_epoch
@@ -140,6 +140,10 @@ class SensorState:
         if not had_store:
             write_epoch(epoch_file, epoch)
         self.writer = node_id if epoch == 0 else f"{node_id}~{epoch}"
+        if last is not None and last.node != self.writer:
+            # A store restored from a backup moves to a new writer epoch (mesh/backup.py): the clock goes
+            # on from the last time the store holds, under the new writer id.
+            last = Timestamp(last.wall_ms, last.counter, self.writer)
         self._map = LWWMap.restore(self.writer, entries, context) if context is not None else LWWMap(self.writer)
         self._clock = HybridLogicalClock(self.writer, last=last) if last is not None else HybridLogicalClock(self.writer)
         # Whether entries learned from one peer are relayed to another; the node answers from

@@ -169,3 +169,5 @@ def test_the_how_to_guides_run_as_written_after_the_tutorial(tmp_path):
     assert sorted(p.name for p in (tmp_path / "mesh" / "chaos" / "logs").iterdir()) == ["n0.log", "n1.log", "n2.log"]
     peer_d = next(v for k, v in ran.items() if k.startswith("meshnode init /tmp/mesh/d")).split("peer id: ")[1].split()[0]
     assert peer_d in ran["meshnode admitted -d /tmp/mesh/b"]
+    assert (tmp_path / "mesh" / "c-restored" / "identity.key").read_bytes() == \
+        (tmp_path / "mesh" / "c" / "identity.key").read_bytes()
