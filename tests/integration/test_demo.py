@@ -20,7 +20,9 @@ def test_demo_runs_and_leaves_nothing_behind(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     for needle in ("every node sees every other", "leader is", "home.mode = 'away'", "3 readings on all 3 nodes",
-                   "offloaded to", "identical outputs everywhere", "summary"):
+                   "offloaded to", "identical outputs everywhere", "exit threshold 0.0 → early_exit on camera",
+                   "ocr early exit     early_exit then split", "a fridge's hum", "power cut          nothing lost",
+                   "summary"):
         assert needle in text, f"{needle!r} missing from:\n{text}"
     assert f"nodes in {env_tmp}/meshnode-demo-" in text
     # The demo's node dirs are gone (other libraries may leave their own dotfiles in TMPDIR).
