@@ -30,7 +30,7 @@ from hypercorn.trio import serve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from consensus import ConsensusError, ConsensusUnavailable
@@ -38,6 +38,7 @@ from crdt.errors import MeshError
 from inference import InvalidInput, decode_tensors, encode_tensors
 
 from .config import API_ADDR_FILE
+from .dashboard import PAGE, dashboard_data
 from .metrics import registry_for
 from .sensor_quorum import DEFAULT_TIMEOUT, QuorumNotReached
 from .wire import pack, unpack
@@ -144,6 +145,12 @@ def build_app(node: "Node") -> Starlette:
     async def metrics(request: Request):
         # Prometheus text format; a part of the node that cannot be read is left out (mesh/metrics.py).
         return Response(generate_latest(registry_for(node)), media_type=CONTENT_TYPE_LATEST)
+
+    async def dashboard(request: Request):
+        return HTMLResponse(PAGE)
+
+    async def dashboard_json(request: Request):
+        return JSONResponse(dashboard_data(node))
 
     async def config_set(request: Request):
         body = await _json(request)
@@ -338,6 +345,8 @@ def build_app(node: "Node") -> Starlette:
         Route("/status", guarded(status)),
         Route("/peers", guarded(peers)),
         Route("/metrics", guarded(metrics)),
+        Route("/dashboard", guarded(dashboard)),
+        Route("/dashboard/data", guarded(dashboard_json)),
         Route("/config/set", guarded(config_set), methods=["POST"]),
         Route("/config/get", guarded(config_get)),
         Route("/config/cas", guarded(config_cas), methods=["POST"]),

@@ -68,6 +68,7 @@ def run_demo(n_nodes: int = 3, *, keep: bool = False) -> int:
         cluster.start_all()
         cluster.wait_mesh()
         _done(t, "every node sees every other")
+        click.echo(f"  live dashboard while the demo runs: {cluster.nodes[1].client().base}/dashboard")
         summary.append(("mesh formed", f"{time.monotonic() - t:.2f} s"))
         for node in cluster.nodes:
             peers = node.client().get("/peers")

@@ -43,7 +43,9 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +71,7 @@ T = TypeVar("T")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the request latency histogram: a cached answer to a deadline-long request."""
 MAX_MODELS = 64
+RECENT = 50  # requests kept for the dashboard's "where each recent inference ran"
 """Distinct model names kept as labels; later ones are counted under ``OTHER_MODEL``."""
 OTHER_MODEL = "other"
 PEER_STATES = ("alive", "suspect", "gone", "left")  # mesh/peers.py PeerRecord.state
@@ -83,6 +86,7 @@ class InferenceMetrics:
         self._answered: dict[tuple[str, str], list] = {}  # (model, route) -> [per-bucket counts (+Inf last), sum]
         self._errors: dict[tuple[str, str], int] = {}
         self._models: set[str] = set()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)  # the last requests, newest last (dashboard)
 
     def _model(self, model: str) -> str:
         if model not in self._models:
@@ -107,14 +111,22 @@ class InferenceMetrics:
         started = trio.current_time()
         try:
             result = await answer
-        except Overloaded:
+        except Overloaded as exc:
             self.failed(model, "refused")
+            self._remember(model, "refused", "", started, str(exc))
             raise
-        except Exception:
+        except Exception as exc:
             self.failed(model, "error")
+            self._remember(model, "error", "", started, str(exc))
             raise
-        self.observe(model, str(getattr(result, "route", "local")), trio.current_time() - started)
+        route = str(getattr(result, "route", "local"))
+        self.observe(model, route, trio.current_time() - started)
+        self._remember(model, route, str(getattr(result, "ran_on_name", "")), started, "")
         return result
+
+    def _remember(self, model: str, route: str, ran_on: str, started: float, error: str) -> None:
+        self.recent.append({"at": round(time.time(), 3), "model": model, "route": route, "ran_on": ran_on,
+                            "ms": round((trio.current_time() - started) * 1000, 2), "error": error[:200]})
 
     def families(self) -> Iterator[Metric]:
         """The request counters and the latency histogram."""
