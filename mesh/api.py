@@ -16,10 +16,13 @@ watch from a dead one; an error after the stream started arrives as a last
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import math
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,7 @@ from consensus import ConsensusError, ConsensusUnavailable
 from crdt.errors import MeshError
 from inference import InvalidInput, decode_tensors, encode_tensors
 
-from .config import API_ADDR_FILE
+from .config import API_ADDR_FILE, API_TOKEN_FILE
 from .dashboard import PAGE, dashboard_data
 from .metrics import registry_for
 from .sensor_quorum import DEFAULT_TIMEOUT, QuorumNotReached
@@ -374,7 +377,50 @@ def build_app(node: "Node") -> Starlette:
         Route("/models", guarded(model_list)),
         Route("/infer", guarded(infer), methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    token = api_token(node)
+    if token is None:
+        return app
+
+    async def with_token(scope, receive, send):
+        # Exposed beyond loopback: every request shows the token (the browser's dashboard as ?token=).
+        if scope["type"] == "http":
+            request = Request(scope)
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
+                or request.query_params.get("token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                response = JSONResponse({"error": f"api: this node's API needs its token (the {API_TOKEN_FILE} file "
+                                                  "in its data dir) as 'Authorization: Bearer TOKEN' or ?token=TOKEN"},
+                                        status_code=401)
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return with_token
+
+
+def api_token(node: "Node") -> str | None:
+    """The token this node's API requires, or None when it requires none (see ``api_token`` in node.yaml)."""
+    host, _ = node.settings.api_host_port
+    wanted = node.settings.api_token
+    if wanted is None:
+        try:
+            wanted = not ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            wanted = host != "localhost"
+    if not wanted:
+        return None
+    path = node.data_dir / API_TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        path.with_suffix(".tmp").replace(path)
+        log.warning("api: listening on %s needs a token; it is in %s", host, path)
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise MeshError(f"api: {path} holds no usable token (at least 16 characters); delete it to get a new one")
+    return token
 
 
 async def serve_api(node: "Node", *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from crdt.errors import MeshError
 
-from .config import API_ADDR_FILE, NODE_FILE
+from .config import API_ADDR_FILE, API_TOKEN_FILE, NODE_FILE
 from .wire import pack, unpack
 
 
@@ -32,6 +32,8 @@ class Client:
         self.data_dir = Path(data_dir)
         self.timeout = timeout
         self.base = self._find()
+        token_file = self.data_dir / API_TOKEN_FILE  # the node's API asks for it when exposed (mesh/api.py)
+        self.token = token_file.read_text().strip() if token_file.exists() else ""
 
     def _find(self) -> str:
         if not (self.data_dir / NODE_FILE).exists():
@@ -59,6 +61,8 @@ class Client:
     def _open(self, method: str, path: str, *, body: bytes | None = None, content_type: str = "application/json"):
         """The open HTTP response; failures to connect or error statuses raise ``ClientError``."""
         req = urllib.request.Request(self.base + path, data=body, method=method)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
         if body is not None:
             req.add_header("Content-Type", content_type)
         try:

@@ -35,6 +35,7 @@ NODE_FILE = "node.yaml"
 IDENTITY_FILE = "identity.key"
 MESH_KEY_FILE = "mesh.key"
 API_ADDR_FILE = "api.addr"
+API_TOKEN_FILE = "api.token"
 LOCK_FILE = "node.lock"
 
 Tier = Literal["device", "edge", "cloud"]
@@ -181,6 +182,10 @@ class Config(_Section):
     )
     listen: str = Field("/ip4/127.0.0.1/tcp/0", description="libp2p listen multiaddr; port fixed at init")
     api: str = Field("127.0.0.1:0", description="HOST:PORT of the local HTTP API; port 0 = any free port")
+    api_token: bool | None = Field(
+        None, description="require the token in api.token (made at first start, 0600) on every API request, "
+        "as 'Authorization: Bearer TOKEN' or ?token=TOKEN (the dashboard in a browser). None = when the API "
+        "listens on anything but a loopback address")
     join: list[str] = Field(default_factory=list, description="peer addresses to join (…/p2p/PEER_ID)")
     links: bool = Field(
         True,

@@ -19,7 +19,9 @@ second. It draws what this node knows of the mesh:
   ``mesh/clock.py``); nothing is shown otherwise.
 
 The API it is served from listens on 127.0.0.1 unless ``api`` in
-``node.yaml`` says otherwise; see ``mesh/api.py``.
+``node.yaml`` says otherwise; exposed beyond loopback, every request needs the
+token in ``api.token`` (``mesh/api.py``), which the page takes from its own
+URL (``/dashboard?token=...``) and passes on.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ PAGE = """<!doctype html>
 </main>
 <script>
 const TIERS = ["device", "edge", "cloud"], NS = "http://www.w3.org/2000/svg";
+const token = new URLSearchParams(location.search).get("token");  // an exposed API asks for it
 function el(tag, attrs, text) {
   const e = document.createElementNS(NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
@@ -169,7 +172,7 @@ function draw(d) {
 }
 async function tick() {
   try {
-    const r = await fetch("dashboard/data");
+    const r = await fetch("dashboard/data" + (token ? "?token=" + encodeURIComponent(token) : ""));
     if (r.ok) draw(await r.json());
   } catch (e) { document.getElementById("updated").textContent = "node unreachable"; }
 }
