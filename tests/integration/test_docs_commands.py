@@ -27,12 +27,14 @@ from pathlib import Path
 import pytest
 
 from mesh.cluster import wait_for
+from mesh.netlab import IP, Lan, why_unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SETUP = {"make demo", "make test", ". .venv/bin/activate"}  # how you get the environment this test runs in
 FENCE = re.compile(r"^```(\w*)\s*$")
+MACHINE = re.compile(r"^# on (\w+)\b")
 
 
 def sh_commands(markdown: str) -> list[str]:
@@ -44,6 +46,10 @@ def sh_commands(markdown: str) -> list[str]:
             inside = None if inside is not None else fence.group(1)
             continue
         if inside == "sh":
+            machine = MACHINE.match(line.strip())
+            if machine:  # "# on b": the lines below run on machine b (a guide for several machines)
+                out.append(f"@{machine.group(1)}")
+                continue
             command = re.split(r"\s+#\s", " " + line.strip(), maxsplit=1)[0].strip()
             if command and not command.startswith("#"):
                 out.append(command)
@@ -51,15 +57,35 @@ def sh_commands(markdown: str) -> list[str]:
 
 
 class Session:
-    """Runs a guide's commands like a user in one shell: nodes in the background, the rest in turn."""
+    """Runs a guide's commands like a user in one shell: nodes in the background, the rest in turn.
 
-    def __init__(self, root: Path) -> None:
+    On several machines (``# on b`` lines), each machine is a network namespace of a private LAN
+    (``mesh.netlab.Lan``) with its own address and its own home directory for ``~``.
+    """
+
+    def __init__(self, root: Path, lan: Lan | None = None) -> None:
         self.root = root
         self.values: dict[str, str] = {}
-        self.nodes: list[tuple[Path, subprocess.Popen]] = []
+        self.nodes: list[tuple[Path, subprocess.Popen, list[str]]] = []
+        self.lan, self.machine, self.machines = lan, "", {}
+
+    def on(self, machine: str) -> None:
+        assert self.lan is not None, f"'# on {machine}' in a guide this test runs on one machine"
+        if machine not in self.machines:
+            index = len(self.machines)
+            ns, addr = self.lan.add_host(index)
+            self.machines[machine] = [IP, "netns", "exec", ns]
+            self.values[f"<{machine}'s address>"] = addr
+            (self.root / machine).mkdir()
+        self.machine = machine
+
+    def prefix(self) -> list[str]:
+        return self.machines[self.machine] if self.machine else []
 
     def expand(self, command: str) -> list[str]:
         command = command.replace("/tmp/mesh/", f"{self.root}/mesh/")
+        if self.machine:
+            command = re.sub(r"(^|\s)~/", rf"\g<1>{self.root}/{self.machine}/", command)
         for placeholder, value in self.values.items():
             command = command.replace(placeholder, value)
         left = re.findall(r"<[^>]+>", command)
@@ -71,15 +97,18 @@ class Session:
         return [sys.executable, "-m", "mesh", *argv[1:]]
 
     def run(self, command: str) -> str:
+        if command.startswith("@"):
+            self.on(command[1:])
+            return ""
         argv = self.expand(command)
         verb = argv[3] if argv[1:3] == ["-m", "mesh"] else ""
         if verb == "run":
             self.start(Path(argv[4]))
             return ""
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=self.root)
+        out = subprocess.run(self.prefix() + argv, capture_output=True, text=True, timeout=300, cwd=self.root)
         assert out.returncode == 0, f"{command!r} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
         if verb == "init":  # what the next commands refer to: <a's join address>, <d's peer id>
-            name = Path(argv[4]).name
+            name = self.machine or Path(argv[4]).name
             for what in ("join address", "peer id"):
                 found = re.search(rf"{what}: (\S+)", out.stdout)
                 if found:
@@ -89,34 +118,35 @@ class Session:
         return out.stdout
 
     def start(self, data_dir: Path) -> None:
-        log = open(self.root / f"{data_dir.name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "mesh", "run", str(data_dir)], stdout=log,
-                                stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
-        log.close()
-        self.nodes.append((data_dir, proc))
+        log_path = self.root / f"{self.machine or data_dir.name}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(self.prefix() + [sys.executable, "-m", "mesh", "run", str(data_dir)], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
+        self.nodes.append((data_dir, proc, self.prefix()))
 
     def settle(self) -> None:
         """Wait, as the guide's reader does, until the nodes started so far are up and agree on a leader."""
         if not self.nodes:
             return
-        for data_dir, proc in self.nodes:
+        for data_dir, proc, _ in self.nodes:
             wait_for(lambda d=data_dir, p=proc: (d / "api.addr").exists() or p.poll() is not None, 90,
-                     f"{data_dir.name} to serve its API")
-            assert proc.poll() is None, (self.root / f"{data_dir.name}.log").read_text()[-3000:]
+                     f"{data_dir} to serve its API")
+            assert proc.poll() is None, f"the node in {data_dir} stopped"
+        last, _, prefix = self.nodes[-1]
 
         def leader_known() -> bool:
-            out = subprocess.run([sys.executable, "-m", "mesh", "status", "-d", str(self.nodes[-1][0]), "--json"],
+            out = subprocess.run(prefix + [sys.executable, "-m", "mesh", "status", "-d", str(last), "--json"],
                                  capture_output=True, text=True, timeout=30)
             return out.returncode == 0 and '"leader": "' in out.stdout
 
         wait_for(leader_known, 60, "the nodes to agree on a Raft leader", interval=0.5)
 
     def close(self) -> None:
-        for _, proc in self.nodes:
+        for _, proc, _ in self.nodes:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        for _, proc in self.nodes:
+        for _, proc, _ in self.nodes:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -124,22 +154,33 @@ class Session:
                 proc.wait()
 
 
-def run_guide(paths: list[Path], root: Path) -> dict[str, str]:
-    """Run every command of the guides at ``paths``, in one session; returns what each printed."""
-    session = Session(root)
+def run_guide(texts: list[str], root: Path, lan: Lan | None = None) -> dict[str, str]:
+    """Run every command of the guides' ``texts`` (Markdown), in one session; returns what each printed."""
+    session = Session(root, lan)
     ran = {}
     try:
         started = 0
-        for command in [c for path in paths for c in sh_commands(path.read_text())]:
+        for command in [c for text in texts for c in sh_commands(text)]:
             if command in SETUP:
                 continue
-            if len(session.nodes) > started and not command.startswith("meshnode run "):
+            if len(session.nodes) > started and not command.startswith(("meshnode run ", "@")):
                 session.settle()  # the guide's next step uses the nodes it just started
                 started = len(session.nodes)
-            ran[command] = session.run(command)
+            key = f"{session.machine}: {command}" if session.machine else command
+            ran[key] = session.run(command)
     finally:
         session.close()
     return ran
+
+
+def split_at(markdown: str, title: str) -> tuple[str, str]:
+    """The text before the ``## title`` section and the text from it on."""
+    start = markdown.index(f"\n## {title}")
+    return markdown[:start], markdown[start:]
+
+
+TUTORIAL = (DOCS / "tutorial.md").read_text()
+ONE_LAPTOP, MACHINES = split_at(TUTORIAL, "7. On three machines")
 
 
 def test_sh_blocks_are_read_with_comments_stripped():
@@ -149,7 +190,7 @@ def test_sh_blocks_are_read_with_comments_stripped():
 
 
 def test_the_tutorial_runs_as_written(tmp_path):
-    ran = run_guide([DOCS / "tutorial.md"], tmp_path)
+    ran = run_guide([ONE_LAPTOP], tmp_path)
     assert len([c for c in ran if c.startswith("meshnode run ")]) == 3
     # What the tutorial says each step shows.
     assert "away" in ran["meshnode config get home.mode -d /tmp/mesh/a"]
@@ -158,7 +199,7 @@ def test_the_tutorial_runs_as_written(tmp_path):
 
 @pytest.mark.long  # it includes a chaos run of its own
 def test_the_how_to_guides_run_as_written_after_the_tutorial(tmp_path):
-    ran = run_guide([DOCS / "tutorial.md", DOCS / "howto.md"], tmp_path)
+    ran = run_guide([ONE_LAPTOP, (DOCS / "howto.md").read_text()], tmp_path)
     assert "vision" in ran["meshnode model list -d /tmp/mesh/c"]
     assert (tmp_path / "mesh" / "out.npz").exists()
     early = next(out for c, out in ran.items() if c.startswith("meshnode infer textdir") and "threshold 0" in c)
@@ -171,3 +212,18 @@ def test_the_how_to_guides_run_as_written_after_the_tutorial(tmp_path):
     assert peer_d in ran["meshnode admitted -d /tmp/mesh/b"]
     assert (tmp_path / "mesh" / "c-restored" / "identity.key").read_bytes() == \
         (tmp_path / "mesh" / "c" / "identity.key").read_bytes()
+
+
+@pytest.mark.skipif(why_unavailable() is not None, reason=f"network namespaces: {why_unavailable()}")
+def test_the_tutorial_on_three_machines_runs_as_written(tmp_path):
+    """Each machine a network namespace on a private LAN, with its own address and home directory."""
+    lan = Lan(tmp_path, prefix="doc")
+    try:
+        lan.build_switch()
+        ran = run_guide([MACHINES], tmp_path, lan)
+    finally:
+        lan.close()
+    assert [k for k in ran if k.endswith("meshnode run ~/mesh")] == [f"{m}: meshnode run ~/mesh" for m in "abc"]
+    peers = ran["c: meshnode peers -d ~/mesh"]
+    assert "a " in peers and "b " in peers and "alive" in peers
+    assert "home" in ran["a: meshnode config get home.mode -d ~/mesh"]
