@@ -285,7 +285,8 @@ def _raft(s: dict) -> Iterator[Metric]:
         yield GaugeMetricFamily("meshnode_raft_voters", "Raft voters, this node included", value=len(voters))
 
 
-def _sensors(s: dict) -> Iterator[Metric]:
+def _sensors(s: dict, names: dict[str, str] | None = None) -> Iterator[Metric]:
+    names = names or {}  # peer id -> name, for readable labels
     # The top level is the shared store's (mesh/sensor_scopes.py); the sync figures below are its.
     scopes = {"shared": s, "local": s.get("local") or {}, "zone": s.get("zone") or {}}
     yield from _labelled({scope: d.get("keys") for scope, d in scopes.items()}, "gauge", "sensor_keys",
@@ -308,6 +309,22 @@ def _sensors(s: dict) -> Iterator[Metric]:
         ("wal_bytes", "gauge", "sensor_store_wal_bytes", "Bytes of the sensor store's write-ahead log"),
         ("disk_free_bytes", "gauge", "sensor_store_disk_free_bytes", "Bytes free on the sensor store's disk"),
     ])
+    peers = s.get("peers") or {}
+    if isinstance(peers, dict) and peers:
+        sent = CounterMetricFamily("meshnode_sensor_sync_peer_bytes_sent", "Bytes of shared-store sync messages "
+                                   "sent to each peer (on the wire)", labels=["peer"])
+        msgs = CounterMetricFamily("meshnode_sensor_sync_peer_messages", "Shared-store sync messages exchanged "
+                                   "with each peer", labels=["peer", "direction"])
+        lag = GaugeMetricFamily("meshnode_sensor_sync_peer_last_heard_seconds", "Seconds since each peer's last "
+                                "sync message (how far behind it could be)", labels=["peer"])
+        for peer, f in peers.items():
+            label = names.get(peer) or peer[-8:]
+            sent.add_metric([label], f.get("bytes_sent", 0))
+            msgs.add_metric([label, "sent"], f.get("messages_sent", 0))
+            msgs.add_metric([label, "received"], f.get("messages_received", 0))
+            if f.get("last_heard_s") is not None:
+                lag.add_metric([label], f["last_heard_s"])
+        yield from (sent, msgs, lag)
     core = s.get("core") or {}
     yield from _labelled(core, "counter", "sensor_sync_entries", "Sensor entries sent and received by anti-entropy",
                          "direction", [("entries_sent", "sent"), ("entries_received", "received")])
@@ -439,6 +456,10 @@ def families(snapshot: dict, requests: InferenceMetrics | None = None) -> list[M
         if section not in snapshot:
             continue
         try:
+            if section == "sensors":  # per-peer figures are labelled with the peers' names
+                names = {p.get("peer_id"): p.get("name") for p in snapshot.get("peers") or () if isinstance(p, dict)}
+                out.extend(render(snapshot[section], names))
+                continue
             out.extend(render(snapshot[section]))  # all of a section or none of it
         except Exception as exc:  # noqa: BLE001 - the other sections still render (module doc)
             failed.append(section)

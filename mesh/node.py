@@ -643,9 +643,11 @@ class Node:
         self._learn(desc)
         return self.descriptor().to_wire()
 
-    async def _send_sync(self, peer: str, msg: dict) -> None:
+    async def _send_sync(self, peer: str, msg: dict) -> int:
+        """Send a sync message; returns its bytes on the wire (0 when it could not be sent in time)."""
         with trio.move_on_after(2):
-            await self.rpc.notify(peer, "crdt.sync", msg)
+            return await self.rpc.notify(peer, "crdt.sync", msg)
+        return 0
 
     # -- Raft ------------------------------------------------------------------------
 

@@ -381,11 +381,12 @@ class RpcPlane:
             raise RemoteError(result.error)
         return result.body
 
-    async def notify(self, peer: str, method: str, body: Any) -> None:
-        """Send a one-way note; raises if the peer cannot be reached."""
+    async def notify(self, peer: str, method: str, body: Any) -> int:
+        """Send a one-way note; returns the bytes it took on the wire; raises if the peer cannot be reached."""
         self._check_may_send(peer, method)
         frame = encode_envelope(Note(method=method, body=body))
         await self._send(peer, await self._channel(peer), frame)
+        return len(frame)
 
     async def _send(self, peer: str, chan: _Channel, frame: bytes) -> None:
         """Write one frame on a channel; a broken stream closes the channel for good."""

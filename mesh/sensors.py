@@ -153,6 +153,7 @@ class SensorState:
         self._lock = trio.Lock()
         self._wake = trio.Event()
         self.stats = {"sent": 0, "received": 0, "send_errors": 0, "bad_messages": 0}
+        self._peers: dict[str, list] = {}  # peer -> sync figures (see _peer)
         self.broken = ""  # set when a write to disk failed: no more writes or sync until restart
         self._node_id = node_id
         self.replicas = Replicas.alone()  # the node attaches the mesh (consistency levels)
@@ -320,6 +321,7 @@ class SensorState:
     def peer_down(self, peer: str) -> None:
         """A peer left."""
         self._core.remove_peer(peer)
+        self._peers.pop(peer, None)
 
     async def receive(self, peer: str, body: Any) -> None:
         """A sync message from a peer (validated by the core's codec)."""
@@ -328,6 +330,9 @@ class SensorState:
         except MeshError:
             self.stats["bad_messages"] += 1
             raise
+        figures = self._peer(peer)
+        figures[2] += 1
+        figures[3] = time.monotonic()
         await self._apply(peer, msg)
 
     async def _apply(self, peer: str, msg) -> None:
@@ -424,11 +429,18 @@ class SensorState:
             with trio.move_on_after(min(timeout, 1.0)):
                 await self._wake.wait()
 
+    def _peer(self, peer: str) -> list:
+        """[bytes sent, messages sent, messages received, monotonic time last heard or None] for ``peer``."""
+        return self._peers.setdefault(peer, [0, 0, 0, None])
+
     async def _send_all(self, send, peer: str, msgs: list[dict]) -> None:
         for msg in msgs:
             try:
-                await send(peer, msg)
+                sent = await send(peer, msg)
                 self.stats["sent"] += 1
+                figures = self._peer(peer)
+                figures[0] += sent if isinstance(sent, int) else 0
+                figures[1] += 1
             except MeshError as exc:
                 self.stats["send_errors"] += 1
                 log.debug("sync to %s failed: %s", peer, exc)
@@ -436,9 +448,13 @@ class SensorState:
 
     def statistics(self) -> dict:
         """Counters for status and metrics."""
+        now = time.monotonic()
+        peers = {peer: {"bytes_sent": f[0], "messages_sent": f[1], "messages_received": f[2],
+                        "last_heard_s": None if f[3] is None else round(now - f[3], 3)}
+                 for peer, f in sorted(self._peers.items())}
         return dict(self.stats, keys=len(self._map), tombstones=self._map.tombstone_count,
                     writer=self.writer, broken=self.broken, store=self._db.usage(),
-                    core=self._core.statistics())
+                    core=self._core.statistics(), peers=peers)
 
     def close(self) -> None:
         """Close the SQLite file."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from inference import build_demo_model, encode_tensors
 from mesh.cluster import LocalCluster, wait_for
@@ -101,6 +103,16 @@ def test_the_dashboard_shows_the_mesh_live_in_a_real_browser(tmp_path):
         assert {n["name"]: n["tier"] for n in data["nodes"]} == {"cam": "device", "hub": "edge", "big": "cloud"}
         assert sum(n["leader"] for n in data["nodes"]) == 1 and data["faults"] == []
         assert data["inferences"][0]["model"] == "vision" and data["inferences"][0]["ran_on"] in ("hub", "cam", "big")
+
+        # The same node's metrics count its sync traffic with each peer, by name.
+        def synced_with_cam() -> bool:
+            with urllib.request.urlopen(f"{hub.client().base}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            return any(s.labels.get("peer") == "cam" and s.value > 0
+                       for f in text_string_to_metric_families(text) if f.name == "meshnode_sensor_sync_peer_bytes_sent"
+                       for s in f.samples)
+
+        wait_for(synced_with_cam, 30, "the hub's metrics to count bytes synced to cam")
 
         url = f"{hub.client().base}/dashboard"
         dom = browser(url, tmp_path / "profile-dom", "--dump-dom")

@@ -110,6 +110,25 @@ def test_sensor_state_keys_sync_counters_and_backlog():
     assert value(out, "meshnode_sensor_store_bytes") == 8192
 
 
+def test_sync_figures_per_peer_are_labelled_by_name():
+    snapshot = {**VOTER,
+                "peers": [{"peer_id": "12D3KooWcam", "name": "cam", "state": "alive"},
+                          {"peer_id": "12D3KooWunnamed-peer", "state": "alive"}],
+                "sensors": {**VOTER["sensors"], "peers": {
+                    "12D3KooWcam": {"bytes_sent": 4096, "messages_sent": 7, "messages_received": 9, "last_heard_s": 0.4},
+                    "12D3KooWunnamed-peer": {"bytes_sent": 0, "messages_sent": 0, "messages_received": 0,
+                                             "last_heard_s": None}}}}
+    out = render(snapshot)
+    bytes_total = "meshnode_sensor_sync_peer_bytes_sent_total"
+    assert value(out, "meshnode_sensor_sync_peer_bytes_sent", bytes_total, peer="cam") == 4096
+    assert value(out, "meshnode_sensor_sync_peer_messages", "meshnode_sensor_sync_peer_messages_total",
+                 peer="cam", direction="received") == 9
+    assert value(out, "meshnode_sensor_sync_peer_last_heard_seconds", peer="cam") == 0.4
+    # A peer without a name is labelled by the end of its id; one never heard has no lag sample.
+    assert value(out, "meshnode_sensor_sync_peer_bytes_sent", bytes_total, peer="med-peer") == 0
+    assert len(out["meshnode_sensor_sync_peer_last_heard_seconds"]) == 1
+
+
 def test_inference_service_figures_rpc_and_adverts():
     out = render(VOTER)
     assert value(out, "meshnode_inference_outcomes", "meshnode_inference_outcomes_total", route="remote") == 2
