@@ -32,6 +32,7 @@ from mesh.netlab import IP, Lan, why_unavailable
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+README = DOCS.parent / "README.md"
 SETUP = {"make demo", "make test", ". .venv/bin/activate"}  # how you get the environment this test runs in
 FENCE = re.compile(r"^```(\w*)\s*$")
 MACHINE = re.compile(r"^# on (\w+)\b")
@@ -84,8 +85,8 @@ class Session:
 
     def expand(self, command: str) -> list[str]:
         command = command.replace("/tmp/mesh/", f"{self.root}/mesh/")
-        if self.machine:
-            command = re.sub(r"(^|\s)~/", rf"\g<1>{self.root}/{self.machine}/", command)
+        home = f"{self.root}/{self.machine}" if self.machine else f"{self.root}/home"
+        command = re.sub(r"(^|\s)~/", rf"\g<1>{home}/", command)
         for placeholder, value in self.values.items():
             command = command.replace(placeholder, value)
         left = re.findall(r"<[^>]+>", command)
@@ -160,7 +161,10 @@ def run_guide(texts: list[str], root: Path, lan: Lan | None = None) -> dict[str,
     ran = {}
     try:
         started = 0
-        for command in [c for text in texts for c in sh_commands(text)]:
+        # "meshnode run a &  meshnode run b &" starts each in the background, as a shell would.
+        commands = [part.strip() for text in texts for c in sh_commands(text)
+                    for part in (c.split("&") if c.endswith("&") else [c]) if part.strip()]
+        for command in commands:
             if command in SETUP:
                 continue
             if len(session.nodes) > started and not command.startswith(("meshnode run ", "@")):
@@ -227,3 +231,12 @@ def test_the_tutorial_on_three_machines_runs_as_written(tmp_path):
     peers = ran["c: meshnode peers -d ~/mesh"]
     assert "a " in peers and "b " in peers and "alive" in peers
     assert "home" in ran["a: meshnode config get home.mode -d ~/mesh"]
+
+
+@pytest.mark.long  # it includes a chaos run of its own
+def test_the_readme_runs_as_written(tmp_path):
+    (tmp_path / "home").mkdir()
+    ran = run_guide([README.read_text()], tmp_path)
+    assert len([c for c in ran if c.startswith("meshnode run ")]) == 3
+    assert "away" in ran["meshnode config get home.mode -d ~/mesh/c"]
+    assert (tmp_path / "out.npz").exists() and (tmp_path / "chaos" / "report.json").exists()
