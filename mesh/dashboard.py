@@ -14,9 +14,11 @@ second. It draws what this node knows of the mesh:
 * sensor values as this node holds them, updating as they sync;
 * the last inference requests made here: model, where each ran (local,
   remote, split, early exit, degraded, cache), on which node, how long;
-* faults while a chaos run is going: the test-only fault filter's cut links
-  and a skewed clock, when this node runs under them (``mesh/fault_filter.py``,
-  ``mesh/clock.py``); nothing is shown otherwise.
+* faults while a chaos run is going: the fault the harness has on now (it
+  writes ``chaos-now.json`` into each node's data dir when a fault starts and
+  removes it at the heal; a file past its end, left by a run that died, is
+  ignored), and the test-only fault filter's cut links and a skewed clock when
+  this node runs under them (``mesh/fault_filter.py``, ``mesh/clock.py``).
 
 The API it is served from listens on 127.0.0.1 unless ``api`` in
 ``node.yaml`` says otherwise; exposed beyond loopback, every request needs the
@@ -26,7 +28,9 @@ URL (``/dashboard?token=...``) and passes on.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -83,6 +87,9 @@ def dashboard_data(node: Node) -> dict[str, Any]:
         cut = sorted(names.get(p, p[-8:]) for p in node.fault_filter.blocked_peers())
         if cut:
             faults.append(f"links to {', '.join(cut)} cut (chaos fault filter)")
+    now_fault = read_chaos_now(node.data_dir)
+    if now_fault:
+        faults.append(f"chaos run: {now_fault}")
     skew = clock.wall() - time.time()
     if abs(skew) >= 0.5:
         faults.append(f"clock skewed {skew:+.1f} s (chaos clock)")
@@ -97,6 +104,32 @@ def dashboard_data(node: Node) -> dict[str, Any]:
         "inferences": list(inference_metrics(node).recent)[::-1][:20],
         "faults": faults,
     }
+
+
+CHAOS_NOW_FILE = "chaos-now.json"  # written by the chaos harness into each node's data dir while a fault is on
+
+
+def write_chaos_now(data_dir: Path, fault: str | None, seconds: float) -> None:
+    """(The chaos harness) say which fault is on for the next ``seconds``; None: none is."""
+    path = Path(data_dir) / CHAOS_NOW_FILE
+    if fault is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"fault": fault, "until": time.time() + seconds}))
+    tmp.replace(path)
+
+
+def read_chaos_now(data_dir: Path) -> str | None:
+    """The fault a chaos run has on now, or None (no file, a broken one, or one past its end: a run that died)."""
+    try:
+        doc = json.loads((Path(data_dir) / CHAOS_NOW_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("fault"), str) or \
+            not isinstance(doc.get("until"), (int, float)) or doc["until"] + 5 < time.time():
+        return None
+    return doc["fault"][:300]
 
 
 PAGE = """<!doctype html>

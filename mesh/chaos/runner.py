@@ -66,6 +66,7 @@ from typing import Any
 from crdt.errors import MeshError
 
 from ..client import ClientError
+from ..dashboard import write_chaos_now
 from . import checkers, faults, measures, nemesis
 from .history import Recorder
 from .report_html import render as render_html
@@ -674,6 +675,18 @@ def _leader_index(r: _Run) -> int:
     return 0
 
 
+def _tell_nodes(r: _Run, fault: str | None, seconds: float) -> None:
+    """Let every node's dashboard show the fault now in force (``mesh/dashboard.py``); None when healed."""
+    for node in list(r.cluster.nodes):
+        data_dir = getattr(node, "data_dir", None)
+        if data_dir is None:
+            continue
+        try:
+            write_chaos_now(Path(data_dir), fault, seconds)
+        except OSError:
+            pass  # a node's dashboard missing the note is no reason to stop the run
+
+
 def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
     for n, fault in enumerate(sched):
         if r.stop.wait(max(0.0, fault.start_s - r.now())):
@@ -685,6 +698,7 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
             continue
         started = r.now()
         progress(f"chaos: t={started:5.1f}s  {injection.fault.describe()}")
+        _tell_nodes(r, injection.fault.describe(), fault.end_s - started)
         r.actions.append({"t": round(r.now(), 3), "fault": injection.fault.describe(), "kind": fault.kind,
                           "until": fault.end_s, "actions": list(injection.actions)})
         if r.stop.wait(max(0.0, fault.end_s - r.now())):
@@ -695,6 +709,7 @@ def _nemesis(r: _Run, sched: list[nemesis.Fault], progress) -> None:
             done = (f"heal failed: {exc}",)
         healed_at = r.now()
         r.actions.append({"t": round(healed_at, 3), "fault": f"heal {fault.kind}", "actions": list(done)})
+        _tell_nodes(r, None, 0.0)
         next_start = sched[n + 1].start_s if n + 1 < len(sched) else r.options.duration
         probe = threading.Thread(target=_probe, daemon=True, args=(
             r, injection.fault.describe(), healed_at, min(next_start, healed_at + measures.RECOVERY_WINDOW_S)))
