@@ -92,6 +92,7 @@ REDIAL_LOOK = 0.1  # seconds between looks for peers to redial (mesh/redial.py s
 REDIAL_TIMEOUT = 5.0  # one redial: TCP connect with its retries, Noise handshake, hello
 STALE_HELLO = 1.0  # seconds a connected peer that is not alive has to answer a hello before the connection is replaced
 VIEW_FRESH = 3.0  # seconds an advert's peer list counts for relay decisions (adverts come every second)
+VIEW_KEEP = 60.0  # seconds after which a peer's last advert view is forgotten
 TWIN_REFUSED = "mesh: refused as a duplicate identity"  # starts every refusal of a copied identity
 VOTER_TICK = 0.5  # seconds between the leader's looks at the voter set (mesh/voters.py)
 HANDOVER_LIMIT = 3.0  # seconds a stopping voter spends handing over its vote before it just leaves
@@ -469,6 +470,10 @@ class Node:
         """Once a second: tell every live peer our load, and who we know (peer exchange)."""
         while True:
             now = trio.current_time()
+            # A peer's view is used fresh or not at all (relays, the dashboard): forget the stale ones, so
+            # peers that came and went do not pile up.
+            for peer in [p for p, (heard, _) in self._advert_views.items() if now - heard > VIEW_KEEP]:
+                del self._advert_views[peer]
             admits = self.admission.admits
             known = [[r.descriptor.peer_id, list(r.descriptor.addrs)] for r in self.peers.alive(now)
                      if admits(r.descriptor.peer_id)]
