@@ -1,7 +1,7 @@
 """The commands in the docs run as written: every ``sh`` block of the guides, in order, on real nodes.
 
-The tutorial runs in CI's first stage; the how-to guides, which go on from it and include a chaos
-run of their own, in the second (``long``).
+The tutorial on one laptop runs in CI's first stage; its three-machine part (network namespaces),
+the README and the how-to guides (each with a chaos run of its own) in the second (``long``).
 
 Each guide's ``sh`` blocks are read from the Markdown and run top to bottom in
 one temp directory, with ``/tmp/mesh`` pointing into it and placeholders such
@@ -218,6 +218,7 @@ def test_the_how_to_guides_run_as_written_after_the_tutorial(tmp_path):
         (tmp_path / "mesh" / "c" / "identity.key").read_bytes()
 
 
+@pytest.mark.long  # like the other network-namespace tests
 @pytest.mark.skipif(why_unavailable() is not None, reason=f"network namespaces: {why_unavailable()}")
 def test_the_tutorial_on_three_machines_runs_as_written(tmp_path):
     """Each machine a network namespace on a private LAN, with its own address and home directory."""
