@@ -27,21 +27,30 @@ def _meta(answer: dict) -> dict:
     return {k: answer[k] for k in ("stale", "age_s", "read_on")}
 
 
+HAND, PLANNED = "hand-", "plan-"  # the request id's prefix: who wrote a placement
+
+
 class ClusterPlacement:
     """``node.placement``: partition placement of registered models, agreed through Raft."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
 
-    async def set(self, model: str, partitions: Mapping[int, Sequence[str]], expected_revision: int) -> dict:
+    async def set(self, model: str, partitions: Mapping[int, Sequence[str]], expected_revision: int, *,
+                  by_hand: bool = True) -> dict:
         """Replace ``model``'s placement if it is at ``expected_revision`` (0: none yet).
 
         ``partitions`` maps a partition index to peer ids, most preferred first.
         Returns ``{"model", "placement_revision", "partitions", "swapped",
         "exists", "revision"}``; when ``swapped`` is False, the placement is the
         current one, to re-plan from. Refusals raise ``ConsensusError``.
+
+        A placement set by hand (an operator, the API, an embedding program) stands: the leader's
+        planner leaves it alone until it is cleared, or until a peer it names leaves the mesh (the
+        placement then loses that peer and is planned again). The planner writes with ``by_hand=False``.
         """
-        request = os.urandom(8).hex()  # lets a retried submit recognise its own write
+        # The request id lets a retried submit recognise its own write, and says who wrote it.
+        request = (HAND if by_hand else PLANNED) + os.urandom(8).hex()
         return await self._node.submit(PlacementSet(
             model=model, partitions=partitions, expected_revision=expected_revision, request=request
         ))
@@ -104,12 +113,23 @@ def placement_driver(node: Node) -> PlacementDriver:
         placed = node.raft.state().placement.get(model)
         return (None, 0) if placed is None else (placed.partitions, placed.revision)
 
+    def models() -> dict[str, int]:
+        """Registered models to plan: not those whose placement was set by hand (it stands until cleared)."""
+        if node.raft is None:
+            return {}
+        state = node.raft.state()
+        return {n: r.size for n, r in state.models.items()
+                if not ((placed := state.placement.get(n)) is not None and placed.request.startswith(HAND))}
+
+    async def write(model, partitions, expected_revision):
+        return await node.placement.set(model, partitions, expected_revision, by_hand=False)
+
     return PlacementDriver(
         is_leader=lambda: node.raft is not None and node.raft.status().role == "leader",
-        models=lambda: {} if node.raft is None else {n: r.size for n, r in node.raft.state().models.items()},
+        models=models,
         nodes=nodes,
         current=current,
-        write=node.placement.set,
+        write=write,
     )
 
 

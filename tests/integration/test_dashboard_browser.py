@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inference import build_demo_model, encode_tensors
 from mesh.cluster import LocalCluster, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]  # CI's second stage (a browser)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,7 +1,7 @@
 """The commands in the docs run as written: every ``sh`` block of the guides, in order, on real nodes.
 
-The tutorial on one laptop runs in CI's first stage; its three-machine part (network namespaces),
-the README and the how-to guides (each with a chaos run of its own) in the second (``long``).
+They run in CI's second stage (``long``): the tutorial on one laptop, its three-machine part
+(network namespaces), the README, the how-to guides and the chaos page (each with a chaos run).
 
 Each guide's ``sh`` blocks are read from the Markdown and run top to bottom in
 one temp directory, with ``/tmp/mesh`` pointing into it and placeholders such
@@ -195,6 +195,7 @@ def test_sh_blocks_are_read_with_comments_stripped():
     assert sh_commands(text) == ["meshnode init /tmp/mesh/a", "make demo", "meshnode peers -d /tmp/mesh/a"]
 
 
+@pytest.mark.long  # CI's second stage: the first stays under ten minutes
 def test_the_tutorial_runs_as_written(tmp_path):
     ran = run_guide([ONE_LAPTOP], tmp_path)
     assert len([c for c in ran if c.startswith("meshnode run ")]) == 3

@@ -36,13 +36,21 @@ def test_a_placement_set_on_one_node_is_read_on_another(tmp_path):
         with pytest.raises(ClientError, match="'m': it is not registered"):
             api.post("/placement/set", {"model": "m", "partitions": {"0": ids[:1]}, "expected_revision": 0})
         api.post("/models/add", {"name": "m", "path": str(model)})
+        # The leader places a newly registered model at once; a planner sets it by compare-and-set on that.
+        def placed_revision() -> int:
+            try:
+                return a.client().get("/placement", model="m")["placement_revision"]
+            except ClientError:  # no placement yet
+                return 0
+
+        seen = wait_for(placed_revision, 20, "the leader to place the new model")
 
         placed = api.post("/placement/set", {"model": "m", "partitions": {"0": [ids[1], ids[0]], "1": [ids[2]]},
-                                             "expected_revision": 0})
+                                             "expected_revision": seen})
         assert placed["swapped"] is True
         rev = placed["placement_revision"]
-        # A second planner that also read "no placement yet" must not overwrite it blindly.
-        lost = api.post("/placement/set", {"model": "m", "partitions": {"0": [ids[2]]}, "expected_revision": 0})
+        # A second planner that read the same revision must not overwrite it blindly.
+        lost = api.post("/placement/set", {"model": "m", "partitions": {"0": [ids[2]]}, "expected_revision": seen})
         assert lost["swapped"] is False and lost["placement_revision"] == rev
 
         out = cli(b, "placement", "m", "--json")
@@ -60,9 +68,16 @@ def test_a_placement_set_on_one_node_is_read_on_another(tmp_path):
         assert table.stdout.splitlines()[0].split() == ["MODEL", "PARTITION", "PEERS", "REVISION"]
         assert f"{ids[1]}, {ids[0]}" in table.stdout
 
-        assert api.post("/placement/clear", {"model": "m"})["cleared"] is True
-        missing = cli(b, "placement", "m")
-        assert missing.returncode == 1 and missing.stderr.strip() == "error: placement: model 'm' has no placement"
+        # Set by hand, it stands: the leader's planner leaves it alone through its next round.
+        leader = next(n for n in cluster.nodes if n.client().get("/status")["peer_id"] == cluster.wait_leader())
+        rounds = leader.client().get("/status")["placement"]["rounds"]
+        wait_for(lambda: leader.client().get("/status")["placement"]["rounds"] > rounds, 30,
+                 "the leader's next placement round")
+        assert b.client().get("/placement", model="m")["placement_revision"] == rev
+        assert api.post("/placement/clear", {"model": "m"})["cleared"] is True  # the planner's again from now on
+        missing = cli(b, "placement", "nothing-placed")
+        assert missing.returncode == 1
+        assert missing.stderr.strip() == "error: placement: model 'nothing-placed' has no placement"
     finally:
         cluster.stop_all()
 

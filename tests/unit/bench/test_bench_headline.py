@@ -66,6 +66,7 @@ def test_a_zero_baseline_gives_no_ratio_and_the_table_shows_every_row():
 
 
 @pytest.mark.slow
+@pytest.mark.long  # real benchmark runs: CI's second stage
 def test_the_headline_reads_the_real_suites_rows_and_the_cli_writes_them(monkeypatch, tmp_path):
     """Row names are the suites' own: a renamed row would silently drop out of the headline."""
     import json

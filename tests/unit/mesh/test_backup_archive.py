@@ -13,12 +13,21 @@ from mesh.backup import FORMAT, VERSION, backup, restore
 from mesh.cluster import LocalCluster
 
 
-@pytest.fixture
-def archive(tmp_path):
-    node_dir = LocalCluster(tmp_path).init_node("n").data_dir
-    out = tmp_path / "n.tar.gz"
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """One node dir and its backup for the whole module (`meshnode init` runs a process)."""
+    root = tmp_path_factory.mktemp("backup")
+    node_dir = LocalCluster(root).init_node("n").data_dir
+    out = root / "n.tar.gz"
     backup(node_dir, out)
-    return out
+    return node_dir, out
+
+
+@pytest.fixture
+def archive(made, tmp_path):
+    copy = tmp_path / "n.tar.gz"
+    copy.write_bytes(made[1].read_bytes())
+    return copy
 
 
 def rewrite(src, dest, change):
