@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not long" $(PYTEST_ARGS)
 
-# Minutes-long scale tests (1,000-node simulations); CI runs them after `make test`.
+# The minutes-long tests (1,000-node simulations, chaos runs, the docs run as written, the demo, the browser); CI runs them after `make test`.
 test-long: $(VENV)/.installed
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 

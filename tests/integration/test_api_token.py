@@ -12,7 +12,7 @@ import yaml
 from mesh.cluster import LocalCluster
 from mesh.config import API_TOKEN_FILE, NODE_FILE
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]  # CI stage 2 (stage 1 stays under 10 min)
 
 
 def fetch(url: str, token: str | None = None) -> tuple[int, bytes]:

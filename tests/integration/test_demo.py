@@ -12,6 +12,7 @@ from mesh.cluster import meshnode_cmd
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.long  # the README's first command, whole: CI's second stage (the first stays under ten minutes)
 def test_demo_runs_and_leaves_nothing_behind(tmp_path):
     env_tmp = tmp_path / "tmp"
     env_tmp.mkdir()

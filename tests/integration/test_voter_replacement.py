@@ -16,7 +16,7 @@ import yaml
 from mesh.cluster import LocalCluster, LocalNode, wait_for
 from mesh.config import NODE_FILE, Config
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]  # a minute of real restarts: CI stage 2
 
 
 def set_replace_after(node: LocalNode, seconds: float) -> None:
