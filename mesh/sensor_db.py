@@ -30,9 +30,11 @@ disk-full error during a save is ``StoreFull`` too (see ``is_disk_full``).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import sqlite3
+import threading
 import zlib
 from pathlib import Path
 
@@ -114,6 +116,17 @@ def write_epoch(path: Path, epoch: int) -> None:
         os.close(fd)
 
 
+def _locked(method):
+    """Run ``method`` holding the store's lock; a closed store says so instead of touching a closed file."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            if self._db is None:
+                raise MeshError(f"crdt-store: {self.path} is closed")
+            return method(self, *args, **kwargs)
+    return run
+
+
 class SensorDB:
     """The SQLite file behind one node's sensor state (blocking; call from a worker thread).
 
@@ -129,6 +142,9 @@ class SensorDB:
             state = "is missing" if not path.exists() else "is empty (truncated to 0 bytes)"
             raise StoreCorrupt(f"crdt-store: {path} {state}, but this node kept its sensor state there")
         self._db = None
+        # Saves run on worker threads; closing the connection while one runs crashed the process (SQLite
+        # is not safe against a close from another thread mid-statement): every use holds this lock.
+        self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -172,6 +188,7 @@ class SensorDB:
                 cur.execute("ROLLBACK")
             raise
 
+    @_locked
     def usage(self) -> dict:
         """Bytes the store holds and bytes free on its disk.
 
@@ -188,6 +205,7 @@ class SensorDB:
                 "disk_free_bytes": disk.f_bavail * disk.f_frsize,
                 "max_store_bytes": self.max_bytes, "min_free_bytes": self.min_free}
 
+    @_locked
     def check_room(self, key: str, size: int) -> None:
         """Refuse (``StoreFull``) a local write of ``size`` value bytes to ``key`` that the bounds do not allow."""
         use = self.usage()
@@ -210,6 +228,7 @@ class SensorDB:
             "and restart to store more; stored writes are kept and sync when peers are reachable"
         )
 
+    @_locked
     def load(self) -> tuple[list[Entry], CausalContext | None, Timestamp | None]:
         """Every stored entry, the causal context and the clock's last timestamp (each row's CRC checked)."""
         try:
@@ -239,6 +258,7 @@ class SensorDB:
             raise StoreCorrupt(f"crdt-store: {self.path} holds unreadable rows: {exc}") from exc
         return entries, context, last
 
+    @_locked
     def save(self, entries: list[Entry], context: CausalContext, clock: Timestamp | None) -> None:
         """Write entries and metadata in one durable transaction."""
         cur = self._db.cursor()
@@ -261,6 +281,7 @@ class SensorDB:
                 cur.execute("ROLLBACK")
             raise
 
+    @_locked
     def load_members(self) -> list[str]:
         """The peers this store has synced with (``save_members``); [] if none saved or the row is damaged."""
         row = self._db.execute("SELECT value, crc FROM meta WHERE name='members'").fetchone()
@@ -269,6 +290,7 @@ class SensorDB:
         members = msgpack.unpackb(row[0])
         return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
+    @_locked
     def save_members(self, members: list[str]) -> None:
         """Remember the peers this store has synced with (tombstones wait for all of them)."""
         value = msgpack.packb(members)
@@ -276,6 +298,7 @@ class SensorDB:
             self._db.execute("INSERT OR REPLACE INTO meta (name, value, crc) VALUES ('members', ?, ?)",
                              (value, _crc("members", value)))
 
+    @_locked
     def forget(self, tombstones: list[Entry]) -> None:
         """Remove collected tombstones (only rows still holding exactly those writes)."""
         cur = self._db.cursor()
@@ -292,7 +315,8 @@ class SensorDB:
             raise
 
     def close(self) -> None:
-        """Close the file."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Close the file (after a save running on another thread has finished)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
