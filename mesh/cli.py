@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -115,8 +116,27 @@ def main() -> None:
 # -- init / run -------------------------------------------------------------------
 
 
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999): see _free_port
+
+
 def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    """A port free now on ``host``, for a node to keep across restarts.
+
+    Not one the kernel hands out for outgoing connections (port 0 picks from the ephemeral
+    range): while the node is down, any outgoing connection on the machine could take such a
+    port, and the node could not start again ("is the port taken?"; seen in CI).
+    """
+    rng = random.SystemRandom()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(family) as s:  # a crowded range: take whatever the kernel gives
         s.bind((host, 0))
         return s.getsockname()[1]
 
